@@ -1,0 +1,1 @@
+"""Predictable scaling: ladders, law fits with uncertainty, the prediction ledger, forecasts."""

@@ -1,0 +1,1 @@
+"""Serving: generation engine, API, chat."""
