@@ -11,6 +11,7 @@ from typing import Literal
 class ModelConfig:
     """A Llama-family decoder. Widths and depths come from here; nothing about training does."""
 
+    # 0 = size it from the tokenizer (the trainer fills it in before building the model).
     vocab_size: int = 8192
     d_model: int = 256
     n_layers: int = 4
@@ -50,7 +51,9 @@ class ModelConfig:
             problems.append(f"parametrization must be 'mup' or 'sp', not {self.parametrization!r}")
         if self.parametrization == "mup" and self.tie_embeddings:
             problems.append("muP needs separate input and output embeddings: set tie_embeddings = false")
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "max_seq_len", "mup_base_width"):
+        if self.vocab_size < 0:
+            problems.append("vocab_size must be positive (or 0 to take the tokenizer's)")
+        for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "mup_base_width"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
         if problems:

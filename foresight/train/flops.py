@@ -1,0 +1,121 @@
+"""Training FLOPs and model-FLOPs utilization.
+
+FLOPs per trained token (forward + backward = 3 x forward, a multiply-add counted as 2 FLOPs):
+
+    6 * (non_embedding_params + vocab_size * d_model)  +  12 * n_layers * d_model * seq_len
+
+The first term is every weight matmul, including the output projection (vocab x d_model), which is a real matmul
+whether or not it is tied to the input embedding; the input embedding is a lookup and costs nothing. The second term
+is attention's score and value products: per layer and token, QK^T and AV each take 2 * seq_len * d_model FLOPs
+forward; counted over the full (non-causal) square, as PaLM's MFU convention and nanoGPT do. A run's `flops` is this
+times its trained tokens. Norms, activations and softmax are left out (well under 1% at these shapes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from foresight.model.config import ModelConfig
+
+
+def non_embedding_params(cfg: ModelConfig) -> int:
+    """Parameters outside the token embedding and output projection, from the shape alone."""
+    d, hd = cfg.d_model, cfg.head_dim
+    attn = d * (cfg.n_heads + 2 * cfg.n_kv_heads) * hd + cfg.n_heads * hd * d
+    mlp = 3 * d * cfg.d_ff
+    norms = 2 * d
+    return cfg.n_layers * (attn + mlp + norms) + d
+
+
+def total_params(cfg: ModelConfig) -> int:
+    embeddings = cfg.vocab_size * cfg.d_model * (1 if cfg.tie_embeddings else 2)
+    return non_embedding_params(cfg) + embeddings
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    matmul_params = non_embedding_params(cfg) + cfg.vocab_size * cfg.d_model
+    return 6.0 * matmul_params + 12.0 * cfg.n_layers * cfg.d_model * seq_len
+
+
+def training_flops(cfg: ModelConfig, seq_len: int, tokens: int) -> float:
+    return flops_per_token(cfg, seq_len) * tokens
+
+
+# Dense (no sparsity) peak throughput in FLOP/s, by substring of torch.cuda.get_device_name(), for bf16.
+GPU_PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,  # SXM; the PCIe card is lower (756e12), matched first below
+    "A100": 312e12,
+    "L4": 121e12,
+    "A10": 125e12,
+    "4090": 165e12,
+}
+
+
+def gpu_peak_flops(device_name: str) -> float | None:
+    if "H100" in device_name and "PCIe" in device_name:
+        return 756e12
+    for key, peak in GPU_PEAK_BF16.items():
+        if key in device_name:
+            return peak
+    return None
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("FORESIGHT_CACHE", Path.home() / ".cache" / "foresight"))
+
+
+def cpu_peak_flops(threads: int | None = None, refresh: bool = False) -> float:
+    """The CPU's fp32 matmul throughput, measured once (a 1024^3 matmul, best of several) and cached per machine,
+    thread count and torch version. CPUs publish no dense peak we can look up, so MFU on CPU is relative to what
+    this machine's BLAS actually reaches on a large square matmul."""
+    threads = threads or torch.get_num_threads()
+    key = f"{platform.processor() or platform.machine()}|{os.cpu_count()}|{threads}|{torch.__version__}"
+    path = _cache_dir() / "cpu_peak.json"
+    cache = {}
+    if path.is_file():
+        try:
+            cache = json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            cache = {}
+    if key in cache and not refresh:
+        return float(cache[key])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        n = 1024
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(8):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(previous)
+    peak = 2 * n**3 / best
+    cache[key] = peak
+    try:
+        from foresight.train.checkpoint import atomic_write_text
+
+        atomic_write_text(path, json.dumps(cache, indent=1))
+    except OSError:
+        pass  # a read-only home only costs a re-measurement next time
+    return peak
+
+
+def device_peak_flops(device: torch.device) -> tuple[float | None, str]:
+    """(peak FLOP/s, a note saying what the peak is)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = gpu_peak_flops(name)
+        return peak, f"{name} dense bf16 peak" if peak else f"unknown peak for {name}"
+    peak = cpu_peak_flops()
+    return peak, f"CPU fp32 matmul peak measured on this machine ({torch.get_num_threads()} threads), cached"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the default test suite. Extra arguments go to pytest, e.g. `-m slow`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python -m pytest "$@"
