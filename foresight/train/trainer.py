@@ -218,7 +218,11 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
     if info.is_main and progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps, initial=start_step, desc=out.name, unit="step", dynamic_ncols=True)
+        import sys
+
+        # Redraw often on a terminal; in a log file, a line every 30 s is plenty.
+        bar = tqdm(total=steps, initial=start_step, desc=out.name, unit="step", dynamic_ncols=True,
+                   mininterval=0.2 if sys.stderr.isatty() else 30)
 
     def log(row: dict) -> None:
         if metrics_file is None:
