@@ -36,7 +36,7 @@ class DataConfig:
     root: str = ""
     # An explicit prepared-data directory; when set it overrides corpus/tokenizer/root.
     path: str = ""
-    # Validation uses the first val_tokens tokens of the validation split, cut into sequences of train.seq_len:
+    # Validation uses val_tokens tokens in sequences of train.seq_len, spread evenly over the validation split:
     # the same tokens for every run, so runs of different sizes are comparable.
     val_tokens: int = 262_144
 

@@ -8,7 +8,7 @@ from foresight.errors import ForesightError
 
 def test_tiny_config_loads_and_round_trips(tmp_path):
     cfg = load_config("configs/tiny.toml")
-    assert cfg.model.d_model == 128 and cfg.train.tokens == 1_000_000
+    assert cfg.model.d_model == 64 and cfg.train.tokens == 400_000
     saved = tmp_path / "c.toml"
     saved.write_text(dump_config(cfg))
     assert load_config(saved) == cfg

@@ -29,12 +29,13 @@ class StepBatches:
 
 
 def validation_windows(tokens: np.ndarray, seq_len: int, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed validation set: the first max_tokens tokens of the split, cut into non-overlapping sequences."""
-    usable = min(max_tokens, len(tokens) - 1)
-    n = usable // seq_len
+    """The fixed validation set: max_tokens // seq_len sequences at evenly spaced offsets across the whole split.
+
+    Spread, not the first max_tokens tokens: the split is stored source by source, so its head is one source only.
+    The offsets depend only on the split's length, seq_len and max_tokens, so every run sees the same tokens."""
+    n = min(max_tokens, len(tokens) - 1) // seq_len
     if n == 0:
         raise ValueError(f"the validation split has {len(tokens)} tokens, fewer than one sequence of {seq_len}")
-    flat = np.asarray(tokens[: n * seq_len + 1], dtype=np.int64)
-    x = torch.from_numpy(flat[:-1].reshape(n, seq_len).copy())
-    y = torch.from_numpy(flat[1:].reshape(n, seq_len).copy())
-    return x, y
+    starts = np.linspace(0, len(tokens) - seq_len - 1, n).astype(np.int64)
+    windows = np.stack([np.asarray(tokens[s: s + seq_len + 1], dtype=np.int64) for s in starts])
+    return torch.from_numpy(windows[:, :-1].copy()), torch.from_numpy(windows[:, 1:].copy())
