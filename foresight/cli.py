@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "foresight.train.commands",
     "foresight.model.commands",
     "foresight.scaling.commands",
+    "foresight.scaling.pipeline_commands",
 ]
 
 

@@ -1,0 +1,212 @@
+"""The ladder: small runs, spread evenly in log-compute below the target, sized on one width/depth dial and trained
+for a compute-optimal number of tokens, with the same hyperparameters at every size (muP makes that legitimate).
+
+`plan_ladder` turns a forecast config into run configs; `run_ladder` trains the pending ones, resumably.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from foresight.config import RunConfig, TrainConfig, config_to_dict, dump_config, load_config
+from foresight.errors import ForesightError
+from foresight.model.config import ModelConfig
+from foresight.train.checkpoint import atomic_write_text
+from foresight.train.flops import flops_per_token, non_embedding_params, total_params
+from foresight.train.trainer import plan_length
+
+
+@dataclass
+class LadderConfig:
+    # Number of ladder runs (at least 5), spread evenly in log-compute.
+    runs: int = 6
+    # Target compute / the largest ladder run's compute.
+    extrapolation: float = 30.0
+    # The largest ladder run's compute / the smallest's.
+    span: float = 30.0
+    # Compute-optimal tokens per parameter. Hoffmann et al. (2022, "Chinchilla") found ~20 for large models.
+    tokens_per_param: float = 20.0
+    # Which parameters the rule counts: "non_embedding" (Kaplan et al. 2020: cleaner laws at small scale, where
+    # embeddings would otherwise dominate the count) or "total" (Chinchilla's convention).
+    param_count: str = "non_embedding"
+    # The dial: d_model moves in steps of head_dim; depth = max(min_layers, round(d_model / width_per_layer)).
+    head_dim: int = 16
+    width_per_layer: int = 32
+    min_layers: int = 2
+    max_width: int = 4096
+    # The batch (sequences) halves from the target's until every run takes at least min_steps optimizer steps,
+    # but never below min_batch: a run with too few steps has not converged and sits above the law.
+    min_steps: int = 300
+    min_batch: int = 4
+    # Evaluate only at the end (the fit uses final losses; intermediate evals cost time).
+    eval_every: int = 0
+
+
+@dataclass
+class ForecastConfig:
+    target: RunConfig = field(default_factory=RunConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
+
+    def __post_init__(self) -> None:
+        lc = self.ladder
+        if lc.runs < 5:
+            raise ValueError("ladder.runs must be at least 5")
+        if lc.span < 30:
+            raise ValueError(f"ladder.span must be at least 30 (the ladder must cover 30x in compute), not {lc.span}")
+        if lc.extrapolation < 10:
+            raise ValueError(f"ladder.extrapolation must be at least 10, not {lc.extrapolation}")
+        if lc.param_count not in ("non_embedding", "total"):
+            raise ValueError("ladder.param_count must be 'non_embedding' or 'total'")
+
+
+def dial(width: int, lc: LadderConfig, template: ModelConfig) -> ModelConfig:
+    """The model at a given width on the dial: depth from the width, heads of fixed size, other settings shared."""
+    cfg = copy.deepcopy(template)
+    layers = max(lc.min_layers, round(width / lc.width_per_layer))
+    return ModelConfig(**{**config_to_dict(cfg), "d_model": width, "n_layers": layers,
+                          "n_heads": width // lc.head_dim, "n_kv_heads": 0, "d_ff": 0})
+
+
+def counted_params(cfg: ModelConfig, lc: LadderConfig) -> int:
+    return non_embedding_params(cfg) if lc.param_count == "non_embedding" else total_params(cfg)
+
+
+def size_for_compute(compute: float, lc: LadderConfig, template: ModelConfig, seq_len: int) -> tuple[ModelConfig, int]:
+    """The dial setting whose compute-optimal token count best spends `compute`; returns (model, tokens)."""
+    best = None
+    for width in range(lc.head_dim * 2, lc.max_width + 1, lc.head_dim):
+        cfg = dial(width, lc, template)
+        tokens = compute / flops_per_token(cfg, seq_len)
+        miss = abs(math.log(tokens / (lc.tokens_per_param * counted_params(cfg, lc))))
+        if best is None or miss < best[0]:
+            best = (miss, cfg, int(tokens))
+    return best[1], best[2]
+
+
+def target_compute(target: RunConfig) -> float:
+    steps, tokens = plan_length(target)
+    return flops_per_token(target.model, target.train.seq_len) * tokens
+
+
+def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
+    """The ladder runs: name, compute, model and training settings, and the full RunConfig of each."""
+    target = copy.deepcopy(fc.target)
+    if target.model.vocab_size == 0:
+        target.model.vocab_size = vocab_size
+    lc = fc.ladder
+    c_target = target_compute(target)
+    c_max = c_target / lc.extrapolation
+    runs = []
+    for i in range(lc.runs):
+        compute = c_max / lc.span ** (1 - i / (lc.runs - 1))
+        model, tokens = size_for_compute(compute, lc, target.model, target.train.seq_len)
+        batch = target.train.batch_size
+        while batch > lc.min_batch and tokens / (batch * target.train.seq_len) < lc.min_steps:
+            batch //= 2
+        steps = max(1, math.ceil(tokens / (batch * target.train.seq_len)))
+        train = TrainConfig(**{**config_to_dict(target.train), "tokens": steps * batch * target.train.seq_len,
+                               "flops": 0.0, "tokens_per_param": 0.0, "batch_size": batch, "micro_batch_size": 0,
+                               "eval_every": lc.eval_every, "checkpoint_every": max(50, steps // 4)})
+        run_cfg = RunConfig(model=model, data=copy.deepcopy(target.data), train=train)
+        runs.append({
+            "name": f"run{i:02d}_d{model.d_model}_l{model.n_layers}",
+            "compute": flops_per_token(model, train.seq_len) * train.tokens,
+            "params": total_params(model),
+            "non_embedding_params": non_embedding_params(model),
+            "tokens": train.tokens,
+            "tokens_per_param": train.tokens / counted_params(model, lc),
+            "batch_size": batch,
+            "steps": steps,
+            "config": run_cfg,
+        })
+    largest = runs[-1]["compute"]
+    if largest > c_target / 10:
+        raise ForesightError(f"the largest ladder run ({largest:.3g} FLOPs) is over a tenth of the target "
+                             f"({c_target:.3g}); raise ladder.extrapolation or the target's compute")
+    return runs
+
+
+def write_plan(runs: list[dict], out: Path, target: RunConfig) -> dict:
+    """DIR/plan.json and one config per run in DIR/configs/."""
+    (out / "configs").mkdir(parents=True, exist_ok=True)
+    for r in runs:
+        atomic_write_text(out / "configs" / f"{r['name']}.toml", dump_config(r["config"]))
+    plan = {
+        "target_compute": target_compute(target),
+        "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
+    }
+    plan["extrapolation"] = plan["target_compute"] / runs[-1]["compute"]
+    atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
+    return plan
+
+
+def load_plan(out: Path) -> dict:
+    path = out / "plan.json"
+    if not path.is_file():
+        raise ForesightError(f"no ladder plan in {out}: run `foresight ladder plan CONFIG --out {out}` first")
+    return json.loads(path.read_text())
+
+
+def run_status(out: Path, name: str) -> str:
+    run = out / "runs" / name
+    if (run / "summary.json").is_file():
+        return "done"
+    return "partial" if (run / "checkpoints").is_dir() else "pending"
+
+
+def _train_command(config: Path, run: Path, threads: int) -> list[str]:
+    return [sys.executable, "-m", "foresight", "train", str(config), "--out", str(run), "--resume", "--no-progress",
+            "--set", f"train.threads={threads}"]
+
+
+def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
+    """Train every ladder run that has no summary yet (resuming partial ones), `jobs` at a time, largest first so
+    the long runs start early. Returns the summaries in plan order."""
+    plan = load_plan(out)
+    names = [r["name"] for r in plan["runs"]]
+    pending = [n for n in names if run_status(out, n) != "done"]
+    if pending:
+        say(f"ladder: {len(names) - len(pending)} of {len(names)} runs done; training {len(pending)} "
+            f"({jobs} at a time)")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue = sorted(pending, key=lambda n: -next(r["compute"] for r in plan["runs"] if r["name"] == n))
+    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    failures = []
+    while queue or running:
+        while queue and len(running) < jobs:
+            name = queue.pop(0)
+            run_dir = out / "runs" / name
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir / "train.log", "a")
+            proc = subprocess.Popen(_train_command(out / "configs" / f"{name}.toml", run_dir, threads),
+                                    stdout=log, stderr=subprocess.STDOUT)
+            running[name] = (proc, time.time(), log)
+        time.sleep(0.2)
+        for name, (proc, started, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if proc.returncode != 0:
+                tail = (out / "runs" / name / "train.log").read_text().strip().splitlines()[-1:]
+                failures.append(f"{name}: {tail[0] if tail else 'exit ' + str(proc.returncode)}")
+                say(f"  {name} failed: {failures[-1]}")
+            else:
+                s = json.loads((out / "runs" / name / "summary.json").read_text())
+                say(f"  {name}: {s['flops']:.2e} FLOPs, {s['params']:,} params, {s['tokens']:,} tokens -> "
+                    f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
+    if failures:
+        raise ForesightError(f"{len(failures)} ladder run(s) failed (see their train.log): " + "; ".join(failures))
+    return [json.loads((out / "runs" / n / "summary.json").read_text()) for n in names]
+
+
+def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfig:
+    return load_config(path, ForecastConfig, overrides)

@@ -1,0 +1,63 @@
+"""`foresight ladder plan|run` and `foresight forecast` (the main job)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ladder = sub.add_parser("ladder", help="plan and train the small runs a forecast is fitted to")
+    lsub = ladder.add_subparsers(dest="ladder_command", metavar="SUBCOMMAND")
+    p = lsub.add_parser("plan", help="choose the ladder runs for a forecast config",
+                        description="Write DIR/plan.json and DIR/configs/<run>.toml: runs spread evenly in "
+                                    "log-compute below the target, sized on the width/depth dial.")
+    p.add_argument("config", help="a forecast config, e.g. configs/forecast-cpu.toml")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_plan)
+    r = lsub.add_parser("run", help="train the ladder's pending runs (resumable)")
+    r.add_argument("dir", type=Path, help="a directory written by `foresight ladder plan`")
+    r.add_argument("--jobs", type=int, default=1, help="runs trained at once (cores are split between them)")
+    r.set_defaults(func=_run)
+    ladder.set_defaults(func=lambda args: ladder.print_help())
+
+    f = sub.add_parser(
+        "forecast", help="the main job: ladder -> fit -> register -> target -> verdict",
+        description="Plan and train a ladder of small runs, fit L(C) = a*C^-b + c, register the predicted final "
+                    "loss of the target run in an append-only ledger, train the target, and judge the prediction. "
+                    "Writes DIR/forecast.json, DIR/loss_vs_compute.png and DIR/report.html. Resumable: re-run the "
+                    "same command to continue.")
+    f.add_argument("config", help="a forecast config, e.g. configs/forecast-cpu.toml")
+    f.add_argument("--out", required=True, type=Path)
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    f.add_argument("--jobs", type=int, default=1, help="ladder runs trained at once")
+    f.set_defaults(func=_forecast)
+
+
+def _plan(args) -> int:
+    from foresight.scaling.forecast import _vocab_size
+    from foresight.scaling.ladder import load_forecast_config, plan_ladder, write_plan
+
+    fc = load_forecast_config(args.config, args.overrides)
+    plan = write_plan(plan_ladder(fc, _vocab_size(fc)), args.out, fc.target)
+    for r in plan["runs"]:
+        print(f"{r['name']}: {r['compute']:.2e} FLOPs, {r['params']:,} params, {r['tokens']:,} tokens, "
+              f"batch {r['batch_size']}, {r['steps']} steps")
+    print(f"target {plan['target_compute']:.2e} FLOPs ({plan['extrapolation']:.0f}x the largest run); "
+          f"wrote {args.out / 'plan.json'}")
+    return 0
+
+
+def _run(args) -> int:
+    from foresight.scaling.ladder import run_ladder
+
+    run_ladder(args.dir, jobs=args.jobs)
+    return 0
+
+
+def _forecast(args) -> int:
+    from foresight.scaling.forecast import forecast
+
+    forecast(Path(args.config), args.out, args.overrides, jobs=args.jobs)
+    return 0

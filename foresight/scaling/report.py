@@ -1,0 +1,79 @@
+"""The forecast's figure (in the manner of the GPT-4 report's Figure 1) and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+
+def write_figure(path: Path, fit: dict, result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c_target = result["target_compute"]
+    norm = lambda xs: [x / c_target for x in xs]  # compute as a fraction of the target's, as the report does
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=130)
+    curve = fit["curve"]
+    ax.fill_between(norm(curve["x"]), curve["low"], curve["high"], color="tab:blue", alpha=0.15,
+                    label="90% interval")
+    ax.plot(norm(curve["x"]), curve["y"], "--", color="tab:blue", label="fit: " + fit["law"])
+    ax.scatter(norm(fit["x"]), fit["y"], color="0.25", zorder=3, label="ladder runs")
+    p = fit["prediction"]
+    ax.errorbar([1.0], [p["y"]], yerr=[[p["y"] - p["low"]], [p["high"] - p["y"]]], fmt="o", color="tab:blue",
+                capsize=4, zorder=4, label=f"registered prediction {p['y']:.3f}")
+    ax.scatter([1.0], [result["actual_loss"]], marker="*", s=180, color="tab:green", zorder=5,
+               label=f"actual {result['actual_loss']:.3f} ({100 * result['relative_error']:+.2f}%)")
+    ax.set_xscale("log")
+    ax.set_xlabel("compute (fraction of the target run's)")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title(f"Loss forecast across {result['extrapolation']:.0f}x extrapolation")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(path: Path, fit: dict, result: dict, out: Path) -> None:
+    figure = base64.b64encode((out / "loss_vs_compute.png").read_bytes()).decode()
+    rows = "".join(
+        f"<tr><td>{html.escape(r['name'])}</td><td>{r['compute']:.3g}</td><td>{r['params']:,}</td>"
+        f"<td>{r['non_embedding_params']:,}</td><td>{r['tokens']:,}</td><td>{r['final_loss']:.4f}</td>"
+        f"<td>{r['wall_seconds']:.0f}</td></tr>"
+        for r in result["ladder"])
+    t = result["target"]
+    verdict = "inside" if result["inside_interval"] else "outside"
+    params = ", ".join(f"{k} = {v:.4g}" for k, v in fit["params"].items())
+    ledger = html.escape(json.dumps(result["ledger_entry"], indent=1))
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Foresight forecast</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 900px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th {{ background: #f4f4f4; }} .big {{ font-size: 1.3em; }} pre {{ background: #f7f7f7; padding: 1em; overflow: auto; }}
+</style></head><body>
+<h1>Loss forecast</h1>
+<p class="big">Predicted <b>{result['predicted_loss']:.4f}</b>
+(90% interval {result['interval'][0]:.4f} – {result['interval'][1]:.4f}); actual <b>{result['actual_loss']:.4f}</b>:
+error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
+<b>{result['extrapolation']:.0f}×</b> extrapolation.</p>
+<img src="data:image/png;base64,{figure}" alt="loss vs compute" style="max-width:100%">
+<h2>Fit</h2><p>{html.escape(fit['law'])}: {html.escape(params)} ({fit['n_points']} ladder runs).</p>
+<h2>Ladder</h2>
+<table><tr><th>run</th><th>FLOPs</th><th>params</th><th>non-embedding</th><th>tokens</th><th>final loss</th>
+<th>seconds</th></tr>{rows}
+<tr><td><b>target</b></td><td>{result['target_compute']:.3g}</td><td>{t['params']:,}</td>
+<td>{t['non_embedding_params']:,}</td><td>{t['tokens']:,}</td><td>{result['actual_loss']:.4f}</td>
+<td>{t['wall_seconds']:.0f}</td></tr></table>
+<h2>Registered prediction (ledger entry)</h2>
+<p>Written to the append-only ledger before the target run began; <code>foresight ledger verify</code> checks it.</p>
+<pre>{ledger}</pre>
+</body></html>
+"""
+    from foresight.train.checkpoint import atomic_write_text
+
+    atomic_write_text(path, page)
