@@ -1,0 +1,81 @@
+"""Ladder planning and the forecast pipeline end to end (on a miniature target, on real text)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from foresight.errors import ForesightError
+from foresight.scaling.ladder import load_forecast_config, plan_ladder, target_compute
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_plan_spreads_runs_evenly_below_the_target():
+    fc = load_forecast_config(REPO / "configs/forecast-cpu.toml")
+    fc.target.model.vocab_size = 1024
+    runs = plan_ladder(fc, 1024)
+    compute = [r["compute"] for r in runs]
+    assert len(runs) >= 5 and compute == sorted(compute)
+    assert compute[-1] / compute[0] >= 30 * 0.8  # the ladder spans ~30x (tokens round to whole steps)
+    assert target_compute(fc.target) / compute[-1] >= fc.ladder.extrapolation * 0.95
+    steps = [math.log(b / a) for a, b in zip(compute, compute[1:])]
+    assert max(steps) / min(steps) < 2.0  # roughly even in log-compute
+    assert all(r["steps"] >= fc.ladder.min_steps or r["batch_size"] == fc.ladder.min_batch for r in runs)
+    lrs = {r["config"].train.lr for r in runs}
+    assert lrs == {fc.target.train.lr}  # one set of hyperparameters at every size (muP)
+    assert all(r["config"].model.head_dim == fc.ladder.head_dim for r in runs)
+
+
+def test_bad_ladder_settings_are_named(tmp_path):
+    with pytest.raises(ForesightError, match="ladder.runs must be at least 5"):
+        load_forecast_config(REPO / "configs/forecast-cpu.toml", ["ladder.runs=3"])
+    with pytest.raises(ForesightError, match="ladder.span must be at least 30"):
+        load_forecast_config(REPO / "configs/forecast-cpu.toml", ["ladder.span=10"])
+
+
+def _mini_overrides(data_dir):
+    return ["--set", f'target.data.path="{data_dir}"', "--set", "target.data.val_tokens=32768",
+            "--set", "target.train.flops=6e11", "--set", "target.model.d_model=48", "--set", "target.model.n_heads=3",
+            "--set", "target.model.n_layers=2", "--set", "ladder.runs=5", "--set", "ladder.min_steps=60",
+            "--set", "target.train.batch_size=16", "--set", "target.train.threads=1"]
+
+
+@pytest.mark.timeout(600)
+def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
+    out = tmp_path / "fc"
+    cmd = [sys.executable, "-m", "foresight", "forecast", "configs/forecast-cpu.toml", "--out", str(out),
+           *_mini_overrides(small_dataset)]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+    result = json.loads((out / "forecast.json").read_text())
+    for key in ("predicted_loss", "interval", "actual_loss", "relative_error", "extrapolation", "ladder",
+                "ledger_entry"):
+        assert key in result
+    low, high = result["interval"]
+    assert low <= result["predicted_loss"] <= high
+    assert result["extrapolation"] >= 9.5 and len(result["ladder"]) == 5
+    actual = json.loads((out / "target" / "summary.json").read_text())["final_val_loss"]
+    assert result["actual_loss"] == actual
+    assert result["relative_error"] == pytest.approx((result["predicted_loss"] - actual) / actual)
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http" not in html.split("<body>")[1]  # self-contained
+    assert (out / "loss_vs_compute.png").stat().st_size > 10_000
+    # the prediction was registered before the target wrote anything
+    entry = json.loads((out / "ledger.jsonl").read_text().splitlines()[-1])
+    target_start = min(p.stat().st_mtime for p in (out / "target").rglob("*") if p.is_file())
+    assert (out / "prediction.json").stat().st_mtime <= target_start
+    assert entry["prediction"]["y"] == result["predicted_loss"]
+    verify = subprocess.run([sys.executable, "-m", "foresight", "ledger", "verify", str(out / "ledger.jsonl")],
+                            capture_output=True, text=True, cwd=REPO)
+    assert verify.returncode == 0, verify.stderr
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and again.stdout.count("(done, skipped)") == 5
+    assert json.loads((out / "forecast.json").read_text())["predicted_loss"] == result["predicted_loss"]
+
+    changed = subprocess.run(cmd + ["--set", "target.train.lr=0.02"], capture_output=True, text=True, cwd=REPO)
+    assert changed.returncode == 2 and "different config" in changed.stderr
