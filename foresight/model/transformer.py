@@ -208,6 +208,7 @@ class Transformer(nn.Module):
         attn_mask: torch.Tensor | None = None,
         embeds: torch.Tensor | None = None,
         embeds_mask: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> torch.Tensor:
         """Next-token logits [B, T, vocab] for tokens [B, T].
 
@@ -216,6 +217,8 @@ class Transformer(nn.Module):
         attn_mask: boolean [B, 1, T, S] (True = may attend), S = cached + new tokens; default causal.
         embeds, embeds_mask: externally computed input vectors (e.g. from a vision encoder) that replace the token
             embeddings where embeds_mask [B, T] is True; embeds holds one row of size d_model per True position.
+        last_only: return logits for the last position only ([B, 1, vocab]) — all a generation prefill needs,
+            and it skips the output projection of every other position.
         """
         B, T = tokens.shape
         start = cache.length if cache is not None else 0
@@ -235,5 +238,7 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, cache, attn_mask, causal)
         if cache is not None:
             cache.length += T
+        if last_only:
+            x = x[:, -1:]
         logits = self.lm_head(self.norm(x))
         return logits * self.logit_scale if self.logit_scale != 1.0 else logits
