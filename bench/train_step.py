@@ -1,0 +1,126 @@
+"""Training-step throughput: our Transformer vs Hugging Face's LlamaForCausalLM of the same shape.
+
+One step = forward, cross-entropy, backward, AdamW step, zero_grad, on the same random token batch. Both models start
+from the same weights (ours converted with foresight.model.hf), the loss is computed the same way outside both models,
+and the first step's losses are checked to agree, so the two really are the same network. Our model runs in standard
+parametrization, untied (Llama's default); transformers uses SDPA attention. Timings are interleaved in one process
+(bench/common.py), warm-up excluded, medians reported.
+
+    .venv/bin/python bench/train_step.py [--width 512] [--layers 8] [--heads 8] [--vocab 8192] [--seq 256]
+                                         [--batch 8] [--steps 1] [--repeats 5] [--threads 2] [--no-keep-memory]
+
+Last line: `ratio: X` = our tokens/s / transformers' tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median, print_ratio, time_interleaved  # noqa: E402
+
+
+def build_models(args):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from foresight.model.config import ModelConfig
+    from foresight.model.hf import config_to_hf, state_dict_to_hf
+    from foresight.model.transformer import Transformer
+
+    cfg = ModelConfig(vocab_size=args.vocab, d_model=args.width, n_layers=args.layers, n_heads=args.heads,
+                      max_seq_len=args.seq, parametrization="sp", tie_embeddings=False)
+    torch.manual_seed(0)
+    ours = Transformer(cfg)
+    hf_cfg = LlamaConfig(**config_to_hf(cfg))
+    hf_cfg.use_cache = False  # training: no KV cache
+    theirs = LlamaForCausalLM._from_config(hf_cfg, attn_implementation="sdpa", dtype=torch.float32)
+    missing, unexpected = theirs.load_state_dict(state_dict_to_hf(ours.state_dict(), cfg), strict=False)
+    if [k for k in missing if not k.endswith("inv_freq")] or unexpected:
+        raise SystemExit(f"weight conversion mismatch: missing {missing}, unexpected {unexpected}")
+    n_ours, n_theirs = ours.num_params(), sum(p.numel() for p in theirs.parameters())
+    if n_ours != n_theirs:
+        raise SystemExit(f"shapes differ: ours has {n_ours:,} parameters, transformers' {n_theirs:,}")
+    return cfg, ours.train(), theirs.train()
+
+
+def make_step(model, optimizer, logits_of, inputs, targets):
+    """One full training step; returns the loss (a Python float only when asked, so timing has no extra sync)."""
+    def step():
+        logits = logits_of(model, inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=1, help="training steps per timed call")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per model (after one warm-up call)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--no-keep-memory", action="store_true",
+                        help="skip foresight.runtime.keep_freed_memory (the glibc setting the CLI applies at start)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.no_keep_memory:
+        # Process-wide, so it helps both models alike; the CLI does the same for every real training run.
+        from foresight.runtime import keep_freed_memory
+        keep_freed_memory()
+
+    cfg, ours, theirs = build_models(args)
+    gen = torch.Generator().manual_seed(0)
+    batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen)
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+
+    groups = ours.param_groups(weight_decay=0.1)
+    for g in groups:
+        g["lr"] = args.lr * g["lr_mult"]
+    opt_ours = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
+    decay = [p for p in theirs.parameters() if p.ndim >= 2]
+    no_decay = [p for p in theirs.parameters() if p.ndim < 2]
+    opt_theirs = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                                   lr=args.lr, betas=(0.9, 0.95))
+
+    step_ours = make_step(ours, opt_ours, lambda m, x: m(x), inputs, targets)
+    step_theirs = make_step(theirs, opt_theirs, lambda m, x: m(input_ids=x).logits, inputs, targets)
+
+    # The first step doubles as the check that both are the same network (same weights, same loss).
+    loss_ours, loss_theirs = step_ours().item(), step_theirs().item()
+    print(f"first-step loss: ours {loss_ours:.6f}, transformers {loss_theirs:.6f}")
+    if abs(loss_ours - loss_theirs) > 1e-4 * abs(loss_theirs):
+        raise SystemExit("the two models disagree on the first loss: not the same network")
+
+    def repeat(step):
+        return lambda: [step() for _ in range(args.steps)]
+
+    seconds = time_interleaved({"ours": repeat(step_ours), "transformers": repeat(step_theirs)},
+                               repeats=args.repeats, warmup=0)  # the check step above was the warm-up
+    tokens = args.steps * args.batch * args.seq
+    n_params = ours.num_params()
+    print(f"shape: width {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, d_ff {cfg.d_ff}, "
+          f"vocab {cfg.vocab_size}, seq {args.seq}, batch {args.batch}; {n_params / 1e6:.1f}M parameters; "
+          f"fp32, {torch.get_num_threads()} threads")
+    rates = {}
+    for name, secs in seconds.items():
+        rates[name] = tokens / median(secs)
+        print(f"{name:>12}: {rates[name]:8.1f} tokens/s  (median of {len(secs)}; "
+              f"per call {min(secs):.2f}-{max(secs):.2f} s for {args.steps} step(s))")
+    print_ratio(rates["ours"] / rates["transformers"])
+
+
+if __name__ == "__main__":
+    main()
