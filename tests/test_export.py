@@ -96,6 +96,34 @@ def test_export_round_trip_random_model(tmp_path, case, capsys):
     assert hf_prompt == ours.tokenizer.apply_chat_template(MESSAGES)
 
 
+def test_export_of_a_trained_tiny_run(small_dataset, tmp_path, capsys):
+    """A run `foresight train configs/tiny.toml` really wrote (shortened), exported, loaded by transformers."""
+    run, out = tmp_path / "run", tmp_path / "exported"
+    overrides = {"data.path": f'"{small_dataset}"', "data.val_tokens": 4096, "train.tokens": 32 * 1024,
+                 "train.batch_size": 8, "train.seq_len": 64, "train.eval_every": 0, "train.threads": 1}
+    assert main(["train", "configs/tiny.toml", "--out", str(run), "--no-progress",
+                 *[a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]]) == 0
+    assert main(["export", str(run), "--format", "hf", "--out", str(out)]) == 0
+    ours = load_model(str(run))
+    theirs = AutoModelForCausalLM.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    text = "def main(argv):\n    parser = argparse.ArgumentParser()\n"
+    tokens = torch.tensor([tok.encode(text, add_special_tokens=False)])
+    assert tokens[0].tolist() == ours.tokenizer.encode(text)
+    with torch.no_grad():
+        diff = (ours.model(tokens) - theirs(tokens).logits).abs().max().item()
+    assert diff <= 1e-4, diff
+
+    capsys.readouterr()
+    assert main(["sample", str(run), "--prompt", "def ", "--temperature", "0", "--max-tokens", "12"]) == 0
+    ours_text = capsys.readouterr().out
+    prompt = ours.tokenizer.encode("def ")
+    expected = theirs.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                               eos_token_id=ours.tokenizer.eos_ids[0], pad_token_id=ours.tokenizer.eos_ids[0])
+    expected_ids = [t for t in expected[0, len(prompt):].tolist() if t not in ours.tokenizer.eos_ids]
+    assert ours_text == ours.tokenizer.decode(expected_ids) + "\n"
+
+
 def test_export_refuses_a_non_empty_out_dir(tmp_path, capsys):
     run, out = tmp_path / "run", tmp_path / "exported"
     make_run(run, ModelConfig(d_model=32, n_layers=1, n_heads=2, max_seq_len=32))
