@@ -38,6 +38,39 @@ def write_figure(path: Path, fit: dict, result: dict) -> None:
     plt.close(fig)
 
 
+def plot_fit(path: Path, result, summary: dict, title: str = "") -> None:
+    """`foresight fit --plot`: the points, the fitted law with its interval band, and the requested predictions.
+    Two-variable fits are drawn against N·D (proportional to compute)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scale = np.prod(result.inputs, axis=1)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=130)
+    ax.scatter(scale, result.y, color="0.25", zorder=3, label=f"data ({len(scale)} points)")
+    if result.law.n_inputs == 1:
+        top = max([float(scale.max())] + [float(r["x"]) for r in summary["predictions"]])
+        grid = np.logspace(np.log10(scale.min()) - 0.1, np.log10(top) + 0.1, 80)
+        low, high = result.interval(grid, level=summary["level"])
+        ax.fill_between(grid, low, high, color="tab:blue", alpha=0.15, label=f"{summary['level']:.0%} interval")
+        ax.plot(grid, result.predict(grid), "--", color="tab:blue", label=summary["formula"])
+    for row in summary["predictions"]:
+        x = float(np.prod(row["x"]))
+        ax.errorbar([x], [row["y"]], yerr=[[row["y"] - row["low"]], [row["high"] - row["y"]]], fmt="o",
+                    color="tab:red", capsize=4, zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel(" x ".join(result.input_names))
+    ax.set_ylabel(result.y_name)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_report(path: Path, fit: dict, result: dict, out: Path) -> None:
     figure = base64.b64encode((out / "loss_vs_compute.png").read_bytes()).decode()
     rows = "".join(

@@ -1,0 +1,276 @@
+"""`foresight fit`, `foresight predict --register` and `foresight ledger verify|show`.
+
+INPUT is a ladder (or forecast) directory — its runs/*/summary.json give compute `flops` and loss
+`final_val_loss` — or any CSV with named columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import operator
+import re
+from pathlib import Path
+
+from foresight.errors import ForesightError
+
+LADDER_X, LADDER_Y = "flops", "final_val_loss"
+_OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "=": operator.eq, "<": operator.lt, ">": operator.gt}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    f = sub.add_parser(
+        "fit", help="fit a scaling law to a ladder or a CSV, with calibrated prediction intervals",
+        description="Fit L(C) = a*C^(-b) + c (or, with --n/--d, L(N, D) = E + A/N^alpha + B/D^beta) in log space "
+                    "with a Huber loss from many starting points (L-BFGS-B, analytic gradients). Intervals come "
+                    "from back-testing the ladder on itself (fit the smaller runs, predict the larger) scaled to "
+                    "the extrapolation distance; see foresight/scaling/fit.py.")
+    _add_fit_arguments(f)
+    f.set_defaults(func=_fit)
+
+    p = sub.add_parser(
+        "predict", help="fit, predict, and (with --register) append the prediction to the ledger",
+        description="Like `foresight fit`, then with --register append the prediction to an append-only, "
+                    "hash-chained ledger (refused once the target run has written metrics).")
+    _add_fit_arguments(p)
+    p.add_argument("--register", action="store_true", help="append the prediction(s) to the ledger")
+    p.add_argument("--ledger", type=Path, default=Path("ledger.jsonl"), help="ledger file (default ledger.jsonl)")
+    p.add_argument("--target", type=Path, help="the target run's config (its sha256 goes in the entry)")
+    p.add_argument("--target-run", type=Path, help="the target's run directory: registration is refused once "
+                                                    "it holds metrics")
+    p.set_defaults(func=_predict)
+
+    led = sub.add_parser("ledger", help="check or show a prediction ledger")
+    lsub = led.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND")
+    v = lsub.add_parser("verify", help="check every entry's hash and the chain; name the first bad entry")
+    v.add_argument("ledger", type=Path)
+    v.add_argument("--expect", metavar="SHA256", help="also require an entry with this hash (or prefix): detects "
+                                                       "entries removed from the end")
+    v.set_defaults(func=_ledger_verify)
+    s = lsub.add_parser("show", help="print the entries, one line each")
+    s.add_argument("ledger", type=Path)
+    s.set_defaults(func=_ledger_show)
+    led.set_defaults(func=lambda args: led.print_help())
+
+
+def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="a ladder/forecast directory, or a CSV file with named columns")
+    p.add_argument("--x", help=f"compute column (default for a ladder: {LADDER_X})")
+    p.add_argument("--y", help=f"loss column (default for a ladder: {LADDER_Y})")
+    p.add_argument("--n", help="parameter-count column: fit the two-variable law L(N, D) (needs --d)")
+    p.add_argument("--d", help="token-count column for L(N, D)")
+    p.add_argument("--where", action="append", default=[], metavar="COL<OP>VALUE",
+                   help="keep only rows matching, e.g. dataset=rpj or C_6ND<=2.1e19 (ops = != < <= > >=); "
+                        "repeatable")
+    p.add_argument("--predict", action="append", default=[], metavar="X",
+                   help="predict at X (or N,D for the two-variable law); repeatable")
+    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--plot", type=Path, metavar="PNG", help="write the data, the fitted curve and the predictions")
+
+
+# ----- reading the points -------------------------------------------------------------------------------------------
+
+
+def _ladder_rows(folder: Path) -> tuple[list[dict], str]:
+    summaries = sorted((folder / "runs").glob("*/summary.json")) or sorted(folder.glob("*/summary.json"))
+    if not summaries:
+        raise ForesightError(f"{folder} holds no finished runs (no runs/*/summary.json); train the ladder with "
+                             f"`foresight ladder run {folder}`")
+    rows = []
+    for path in summaries:
+        try:
+            row = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ForesightError(f"{path} is not valid JSON ({e})") from None
+        row["name"] = path.parent.name
+        row["_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        rows.append(row)
+    return rows, "name"
+
+
+def _csv_rows(path: Path) -> tuple[list[dict], str | None]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise ForesightError(f"{path} is empty or has no header row")
+        rows = list(reader)
+    label = next((c for c in ("name", "run", "model") if c in reader.fieldnames), None)
+    return rows, label
+
+
+def _parse_where(spec: str):
+    m = re.fullmatch(r"\s*([^<>=!]+?)\s*(<=|>=|!=|=|<|>)\s*(.+?)\s*", spec)
+    if not m:
+        raise ForesightError(f"--where {spec!r}: expected COLUMN<OP>VALUE, e.g. dataset=rpj or C_6ND<=2e19")
+    col, op, value = m.groups()
+    return col, op, value
+
+
+def _matches(row: dict, col: str, op: str, value: str, source: Path) -> bool:
+    if col not in row:
+        raise ForesightError(f"{source}: --where names column {col!r}, which is not there; columns: "
+                             f"{', '.join(k for k in row if not k.startswith('_'))}")
+    cell = row[col]
+    try:
+        return _OPS[op](float(cell), float(value))
+    except (TypeError, ValueError):
+        if op not in ("=", "!="):
+            raise ForesightError(f"{source}: --where {col}{op}{value}: {cell!r} is not a number") from None
+        return _OPS[op](str(cell), value)
+
+
+def _number(row: dict, col: str, source: Path, label: str) -> float:
+    if col not in row:
+        raise ForesightError(f"{source} has no column {col!r}; columns: "
+                             f"{', '.join(k for k in row if not k.startswith('_'))}")
+    try:
+        value = float(row[col])
+    except (TypeError, ValueError):
+        raise ForesightError(f"{source}: {label} has {col} = {row[col]!r}, which is not a number") from None
+    return value
+
+
+def load_points(args) -> dict:
+    """The rows of INPUT that pass --where, as arrays for the chosen law, plus labels and a hash of each row."""
+    src: Path = args.input
+    if src.is_dir():
+        rows, label_col = _ladder_rows(src)
+        x_col, y_col = args.x or LADDER_X, args.y or LADDER_Y
+    elif src.is_file():
+        rows, label_col = _csv_rows(src)
+        x_col, y_col = args.x, args.y
+        if y_col is None or (x_col is None and not (args.n and args.d)):
+            raise ForesightError(f"{src} is a CSV: name its columns with --x COL --y COL (or --n COL --d COL "
+                                 "--y COL for L(N, D))")
+    else:
+        raise ForesightError(f"{src} does not exist (expected a ladder directory or a CSV file)")
+    if bool(args.n) != bool(args.d):
+        raise ForesightError("--n and --d go together (the two-variable law L(N, D) needs both)")
+    for spec in args.where:
+        col, op, value = _parse_where(spec)
+        rows = [r for r in rows if _matches(r, col, op, value, src)]
+    if not rows:
+        raise ForesightError(f"{src}: no rows left to fit" + (f" after --where {' '.join(args.where)}"
+                                                              if args.where else ""))
+    labels = [str(r.get(label_col, i + 1)) if label_col else f"row {i + 2}" for i, r in enumerate(rows)]
+    y = [_number(r, y_col, src, lab) for r, lab in zip(rows, labels)]
+    if args.n:
+        inputs = [[_number(r, args.n, src, lab), _number(r, args.d, src, lab)] for r, lab in zip(rows, labels)]
+        law, names = "chinchilla", (args.n, args.d)
+    else:
+        inputs = [_number(r, x_col, src, lab) for r, lab in zip(rows, labels)]
+        law, names = "power", (x_col,)
+    hashes = {lab: r.get("_sha256") or hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()
+              for lab, r in zip(labels, rows)}
+    return {"law": law, "inputs": inputs, "y": y, "labels": labels, "names": names, "y_name": y_col,
+            "hashes": hashes}
+
+
+def _parse_predictions(specs: list[str], law: str) -> list:
+    out = []
+    for spec in specs:
+        try:
+            parts = [float(v) for v in spec.split(",")]
+        except ValueError:
+            raise ForesightError(f"--predict {spec!r} is not a number (or N,D pair)") from None
+        want = 2 if law == "chinchilla" else 1
+        if len(parts) != want:
+            raise ForesightError(f"--predict {spec!r}: the {law} law takes {'N,D' if want == 2 else 'one value'}")
+        if not all(math.isfinite(v) and v > 0 for v in parts):
+            raise ForesightError(f"--predict {spec!r}: values must be positive and finite")
+        out.append(parts if want == 2 else parts[0])
+    return out
+
+
+# ----- commands -----------------------------------------------------------------------------------------------------
+
+
+def _do_fit(args):
+    from foresight.scaling.fit import fit_law
+
+    pts = load_points(args)
+    xs = _parse_predictions(args.predict, pts["law"])
+    result = fit_law(pts["law"], pts["inputs"], pts["y"], labels=pts["labels"], input_names=pts["names"],
+                     y_name=pts["y_name"], n_bootstrap=args.bootstrap)
+    summary = result.to_dict(xs, level=args.level)
+    if args.plot:
+        from foresight.scaling.report import plot_fit
+
+        plot_fit(args.plot, result, summary, title=str(args.input.name))
+    return pts, result, summary
+
+
+def _print_summary(summary: dict, args) -> None:
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return
+    params = ", ".join(f"{k} = {v:.5g}" for k, v in summary["params"].items())
+    print(f"{summary['formula']} fitted to {summary['n_points']} points: {params}")
+    cal = summary["calibration"]
+    if cal["error_per_sqrt_decade"] is not None:
+        print(f"back-test: {cal['backtest_predictions']} held-out predictions from {cal['backtest_cuts']} cuts; "
+              f"log error spread {cal['error_per_sqrt_decade']:.4f} per sqrt(decade) of extrapolation")
+    pct = round(100 * summary["level"])
+    for row in summary["predictions"]:
+        x = row["x"] if not isinstance(row["x"], list) else "N=%.4g, D=%.4g" % tuple(row["x"])
+        x = f"{x:.4g}" if isinstance(x, float) else x
+        print(f"at {x}: {row['y']:.4f}  ({pct}% interval {row['low']:.4f} - {row['high']:.4f}, "
+              f"{row['extrapolation']:.0f}x beyond the largest point)")
+    if args.plot:
+        print(f"wrote {args.plot}")
+
+
+def _fit(args) -> int:
+    _, _, summary = _do_fit(args)
+    _print_summary(summary, args)
+    return 0
+
+
+def _predict(args) -> int:
+    if not args.predict:
+        raise ForesightError("foresight predict needs at least one --predict X")
+    pts, result, summary = _do_fit(args)
+    _print_summary(summary, args)
+    if not args.register:
+        return 0
+    from foresight.scaling.ledger import register as register_entry
+
+    if args.target is not None and not args.target.is_file():
+        raise ForesightError(f"--target {args.target} does not exist")
+    entry = {
+        "target_config_sha256": hashlib.sha256(args.target.read_bytes()).hexdigest() if args.target else None,
+        "source": str(args.input),
+        "ladder_results": pts["hashes"],
+        "law": summary["formula"],
+        "params": summary["params"],
+        "predictions": summary["predictions"],
+        "level": summary["level"],
+    }
+    record = register_entry(args.ledger, entry, target_run_dir=args.target_run)
+    print(f"registered entry {record['index']} ({record['sha256'][:16]}) in {args.ledger}")
+    return 0
+
+
+def _ledger_verify(args) -> int:
+    from foresight.scaling.ledger import verify
+
+    entries = verify(args.ledger, expect=args.expect)
+    head = entries[-1]["sha256"][:16] if entries else "(empty)"
+    print(f"{args.ledger}: {len(entries)} entries, chain intact, head {head}")
+    return 0
+
+
+def _ledger_show(args) -> int:
+    from foresight.scaling.ledger import verify
+
+    for e in verify(args.ledger):
+        preds = e.get("predictions") or [e.get("prediction", {})]
+        shown = "; ".join(f"{p.get('y', float('nan')):.4f} [{p.get('low', float('nan')):.4f}, "
+                          f"{p.get('high', float('nan')):.4f}]" for p in preds if p)
+        print(f"{e['index']:3d} {e['time_utc']} {e['sha256'][:12]} {e.get('law', '')}: {shown}")
+    return 0

@@ -1,0 +1,181 @@
+"""The scaling-law fitter on real published runs, its CLI, its refusals, and the prediction ledger."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foresight.errors import ForesightError
+from foresight.scaling.fit import fit_chinchilla, fit_power_law, least_squares_baseline
+from foresight.scaling.ledger import register, verify
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "scaling-data"
+GADRE = DATA / "gadre2024_openlm_losses.csv"
+OLMO = DATA / "olmo_ladder_final_checkpoint_summary.csv"
+OLMO_LOSS = "eval/c4_en-validation/CrossEntropyLoss"
+needs_data = pytest.mark.skipif(not GADRE.is_file(), reason="../shared/scaling-data is not present")
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _published_cases():
+    """The five checks of the issue: (name, fitted law, actual target loss, target x, plain-fit prediction)."""
+    cases = []
+    gadre = _rows(GADRE)
+    for dataset in ("c4_original", "rpj", "rw_original"):
+        optimal = [r for r in gadre if r["dataset"] == dataset and float(r["chinchilla_multiplier"]) == 1.0]
+        ladder = [r for r in optimal if float(r["C_6ND"]) <= 2.1e19]
+        target = next(r for r in optimal if r["name"].endswith("open_lm_7b-1.0"))
+        x = np.array([float(r["C_6ND"]) for r in ladder])
+        y = np.array([float(r["loss_c4_val"]) for r in ladder])
+        tx = float(target["C_6ND"])
+        cases.append((f"gadre-{dataset}", fit_power_law(x, y), float(target["loss_c4_val"]), tx,
+                      least_squares_baseline("power", x, y, n_bootstrap=0)))
+    olmo = _rows(OLMO)
+    ladder = [r for r in olmo if r["size"] in ("190M", "370M", "760M", "1B") and r["xC"] in ("1xC", "2xC", "5xC",
+                                                                                                "10xC")]
+    assert len(ladder) == 16
+    n = [float(r["N_nonembed"]) for r in ladder]
+    d = [float(r["D_tokens"]) for r in ladder]
+    y = [float(r[OLMO_LOSS]) for r in ladder]
+    fit = fit_chinchilla(n, d, y)
+    plain = least_squares_baseline("chinchilla", np.stack([n, d], axis=1), y, n_bootstrap=0)
+    for name in ("peteish7_eval_anneal", "peteish13_eval_final"):
+        t = next(r for r in olmo if r["run"] == name)
+        cases.append((f"olmo-{name}", fit, float(t[OLMO_LOSS]), (float(t["N_nonembed"]), float(t["D_tokens"])),
+                      plain))
+    return cases
+
+
+@needs_data
+def test_published_extrapolations_beat_the_plain_fit_with_honest_intervals():
+    errors, inside, narrow, plain_errors = [], 0, 0, []
+    for name, fit, actual, x, plain in _published_cases():
+        pred = fit.predict(x)
+        low, high = fit.interval(x)
+        errors.append(abs(pred / actual - 1))
+        plain_errors.append(abs(plain.predict(x) / actual - 1))
+        inside += low <= actual <= high
+        narrow += (high - low) / 2 / pred < 0.05
+        print(f"{name}: predicted {pred:.4f} actual {actual:.4f} error {100 * (pred / actual - 1):+.2f}% "
+              f"interval [{low:.4f}, {high:.4f}] half-width {100 * (high - low) / 2 / pred:.1f}%")
+    # The issue's figure for a plain least-squares fit: mean |error| 2.3%. Ours: 2.05%, and all five actual values
+    # inside the calibrated 90% interval.
+    assert np.mean(errors) < 0.023, errors
+    assert np.mean(errors) < np.mean(plain_errors)
+    assert inside >= 4
+    # Half-width under 5% holds for three of the five (rw, OLMo 7B, 13B); the C4 and RPJ fits on four runs, whose
+    # only back-test is an exact three-run fit, get ~7% (see docs/LOG.md).
+    assert narrow >= 3
+
+
+def test_power_law_recovers_known_parameters_and_interval_covers():
+    rng = np.random.default_rng(0)
+    c = np.logspace(15, 18, 7)
+    truth = lambda x: 40.0 * x ** -0.12 + 1.7
+    y = truth(c) * np.exp(rng.normal(0, 0.002, c.size))
+    fit = fit_power_law(c, y)
+    assert fit.params["b"] == pytest.approx(0.12, rel=0.15)
+    assert fit.params["c"] == pytest.approx(1.7, rel=0.1)
+    low, high = fit.interval(1e20)
+    assert low < truth(1e20) < high
+    assert fit.predict(1e20) == pytest.approx(truth(1e20), rel=0.01)
+
+
+@pytest.mark.parametrize("y, message", [
+    ([3.0, 2.8], "at least 3 points"),
+    ([3.0, 3.1, 3.2, 3.3], "does not fall"),
+    ([3.0, float("nan"), 2.5, 2.4], "diverged"),
+])
+def test_bad_ladders_are_refused(y, message):
+    with pytest.raises(ForesightError, match=message):
+        fit_power_law(np.logspace(10, 12, len(y)), y)
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "foresight", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+@needs_data
+def test_fit_cli_json_and_plot(tmp_path):
+    png = tmp_path / "fit.png"
+    r = _cli("fit", GADRE, "--x", "C_6ND", "--y", "loss_c4_val", "--where", "dataset=rw_original",
+             "--where", "chinchilla_multiplier=1", "--where", "C_6ND<=2.1e19", "--predict", "5.7e21",
+             "--predict", "1e20", "--json", "--plot", png)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["law"] == "power" and out["n_points"] == 4 and set(out["params"]) == {"a", "b", "c"}
+    assert [p["x"] for p in out["predictions"]] == [5.7e21, 1e20]
+    for p in out["predictions"]:
+        assert p["low"] < p["y"] < p["high"]
+    assert png.stat().st_size > 10_000
+
+
+def test_fit_cli_refuses_missing_columns(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("compute,loss\n1e10,4.0\n1e11,3.5\n1e12,3.2\n")
+    r = _cli("fit", path, "--x", "flops", "--y", "loss")
+    assert r.returncode == 2 and "no column 'flops'" in r.stderr and "compute, loss" in r.stderr
+    r = _cli("fit", path)
+    assert r.returncode == 2 and "--x COL --y COL" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_ledger_detects_any_changed_byte(tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    for i in range(3):
+        register(ledger, {"law": "power", "prediction": {"y": 3.0 - i / 10, "low": 2.9, "high": 3.1}})
+    assert len(verify(ledger)) == 3
+    assert _cli("ledger", "verify", ledger).returncode == 0
+    original = ledger.read_bytes()
+    for position in range(0, len(original) - 1, 7):  # every 7th byte: each edit must be caught
+        changed = bytearray(original)
+        changed[position] = ord("7") if changed[position] != ord("7") else ord("8")
+        ledger.write_bytes(bytes(changed))
+        with pytest.raises(ForesightError, match=r"entry \d"):
+            verify(ledger)
+    lines = original.decode().splitlines(keepends=True)
+    ledger.write_text(lines[0] + lines[2])  # a deleted entry
+    r = _cli("ledger", "verify", ledger)
+    assert r.returncode == 2 and "entry 1" in r.stderr
+    ledger.write_text(lines[1] + lines[0] + lines[2])  # reordered
+    with pytest.raises(ForesightError, match="entry 0"):
+        verify(ledger)
+    ledger.write_text(lines[0] + lines[1])  # the last entry removed: caught only against the head hash
+    head = json.loads(lines[2])["sha256"]
+    with pytest.raises(ForesightError, match="no entry has sha256"):
+        verify(ledger, expect=head)
+
+
+def test_registration_refused_once_the_target_has_metrics(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    register(tmp_path / "l.jsonl", {"law": "power"}, target_run_dir=target)
+    (target / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(ForesightError, match="already written metrics"):
+        register(tmp_path / "l.jsonl", {"law": "power"}, target_run_dir=target)
+
+
+def test_predict_register_cli(tmp_path):
+    path = tmp_path / "runs.csv"
+    c = np.logspace(12, 14, 6)
+    path.write_text("name,flops,loss\n" + "".join(f"r{i},{x},{5 * x ** -0.05 + 1.5}\n" for i, x in enumerate(c)))
+    cfg = tmp_path / "target.toml"
+    cfg.write_text("[train]\nflops = 1e16\n")
+    r = _cli("predict", path, "--x", "flops", "--y", "loss", "--predict", "1e16", "--register", "--ledger",
+             tmp_path / "ledger.jsonl", "--target", cfg)
+    assert r.returncode == 0, r.stderr
+    entry = verify(tmp_path / "ledger.jsonl")[0]
+    assert set(entry["ladder_results"]) == {f"r{i}" for i in range(6)}
+    assert math.isclose(entry["predictions"][0]["x"], 1e16)
+    assert len(entry["target_config_sha256"]) == 64
