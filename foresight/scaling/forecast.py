@@ -82,7 +82,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 1) -> dict:
+def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 0) -> dict:
     from foresight.scaling.ladder import load_forecast_config
 
     t0 = time.time()

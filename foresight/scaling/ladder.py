@@ -42,8 +42,9 @@ class LadderConfig:
     width_per_layer: int = 32
     min_layers: int = 2
     max_width: int = 4096
-    # The batch (sequences) halves from the target's until every run takes at least min_steps optimizer steps,
-    # but never below min_batch: a run with too few steps has not converged and sits above the law.
+    # The batch (sequences) is the target's scaled by sqrt(run tokens / target tokens) (see ladder_batch), never
+    # below min_batch, and shrunk further where a run would take fewer than min_steps optimizer steps: a run with
+    # too few steps has not converged and sits above the law.
     min_steps: int = 300
     min_batch: int = 4
     # Evaluate only at the end (the fit uses final losses; intermediate evals cost time).
@@ -91,6 +92,21 @@ def size_for_compute(compute: float, lc: LadderConfig, template: ModelConfig, se
     return best[1], best[2]
 
 
+def ladder_batch(tokens: int, target_tokens: int, target_batch: int, seq_len: int, lc: LadderConfig) -> int:
+    """Sequences per step for a run of `tokens`: the target's batch scaled by √(tokens / target tokens), so the
+    number of optimizer steps also grows as √tokens, smoothly along the ladder and on to the target.
+
+    Why: at these sizes the loss a run reaches depends on its number of steps as much as on its compute. An earlier
+    rule (halve the batch until a run has >= min_steps steps) gave neighbouring runs 565 and 324 steps, and a run
+    with 2x the compute of its neighbour finished at a *higher* loss (docs/LOG.md). Batch ∝ √D follows the growth of
+    the critical batch with scale (e.g. DeepSeek LLM 2024 fit B_opt ∝ C^0.33). Floors: min_batch, and then enough
+    steps (min_steps) where the batch can still shrink."""
+    batch = max(lc.min_batch, round(target_batch * math.sqrt(tokens / target_tokens)))
+    while batch > lc.min_batch and tokens / (batch * seq_len) < lc.min_steps:
+        batch -= 1
+    return batch
+
+
 def target_compute(target: RunConfig) -> float:
     steps, tokens = plan_length(target)
     return flops_per_token(target.model, target.train.seq_len) * tokens
@@ -103,14 +119,13 @@ def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
         target.model.vocab_size = vocab_size
     lc = fc.ladder
     c_target = target_compute(target)
+    target_tokens = plan_length(target)[1]
     c_max = c_target / lc.extrapolation
     runs = []
     for i in range(lc.runs):
         compute = c_max / lc.span ** (1 - i / (lc.runs - 1))
         model, tokens = size_for_compute(compute, lc, target.model, target.train.seq_len)
-        batch = target.train.batch_size
-        while batch > lc.min_batch and tokens / (batch * target.train.seq_len) < lc.min_steps:
-            batch //= 2
+        batch = ladder_batch(tokens, target_tokens, target.train.batch_size, target.train.seq_len, lc)
         steps = max(1, math.ceil(tokens / (batch * target.train.seq_len)))
         train = TrainConfig(**{**config_to_dict(target.train), "tokens": steps * batch * target.train.seq_len,
                                "flops": 0.0, "tokens_per_param": 0.0, "batch_size": batch, "micro_batch_size": 0,
@@ -169,8 +184,13 @@ def _train_command(config: Path, run: Path, threads: int) -> list[str]:
 
 def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
     """Train every ladder run that has no summary yet (resuming partial ones), `jobs` at a time, largest first so
-    the long runs start early. Returns the summaries in plan order."""
+    the long runs start early. Returns the summaries in plan order.
+
+    jobs=0 means one run per core, each on one thread: ladder models are small, and on 2 cores two single-threaded
+    runs beat one two-threaded run; a two-threaded run is also fragile, since its threads spin-wait on each other
+    and slow down up to 10x when anything else takes a core (measured: docs/LOG.md, 2026-11-23)."""
     plan = load_plan(out)
+    jobs = jobs or os.cpu_count() or 1
     names = [r["name"] for r in plan["runs"]]
     pending = [n for n in names if run_status(out, n) != "done"]
     if pending:
