@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from foresight.errors import ForesightError
@@ -273,7 +274,28 @@ def build_transformer(cfg: ModelConfig, state: dict[str, torch.Tensor], device="
     if missing or unexpected:
         raise ForesightError(f"weights do not fit the model config: missing {missing[:5]}, unexpected "
                              f"{unexpected[:5]}")
-    return model.to(device=device, dtype=dtype).eval()
+    model = model.to(device=device, dtype=dtype).eval()
+    if model.embed.weight.device.type == "cpu":
+        column_major_weights(model)
+    return model
+
+
+def column_major_weights(model: Transformer) -> None:
+    """Store every weight matrix column-major: the same shape and values, only the strides swapped.
+
+    Generating one sequence on a CPU multiplies a single row vector by every matrix, which reads the whole matrix
+    from memory per token. MKL does x @ W.t() 1.5-2.8x faster when W.t() is contiguous (it streams W once,
+    accumulating into the output) than when W is (a dot product per row); measured on SmolLM2's shapes, batch-1
+    decoding is ~1.3-1.5x faster overall. For 8 or more rows at once the output projection gets ~1.3x slower, so
+    batched decoding loses some speed; prefill-sized products are equal either way. Results differ from the
+    row-major ones only in float rounding (the sums run in another order)."""
+    converted: dict[int, nn.Parameter] = {}  # by id, so tied weights stay one Parameter
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            w = module.weight
+            if id(w) not in converted:
+                converted[id(w)] = nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
+            module.weight = converted[id(w)]
 
 
 # ----- run directories -----------------------------------------------------------------------------------------------
