@@ -16,6 +16,13 @@ from foresight.errors import ForesightError
 MODEL_HELP = "a run directory, a Hugging Face folder, a .gguf file, or a built-in name (smollm2-135m-instruct)"
 
 
+def _model_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str):
+    """A subcommand whose first argument is a MODEL."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    return p
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     _register_sample(sub)
     _register_chat(sub)
@@ -68,12 +75,11 @@ def _write(piece: str) -> None:
 
 
 def _register_sample(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sample", help="complete a prompt with a model",
-        description="Print MODEL's continuation of --prompt, as it is generated. With --chat the prompt is one "
-                    "user turn in the model's chat template and the reply ends at the end-of-turn token.",
+    p = _model_parser(
+        sub, "sample", "complete a prompt with a model",
+        "Print MODEL's continuation of --prompt, as it is generated. With --chat the prompt is one "
+        "user turn in the model's chat template and the reply ends at the end-of-turn token.",
     )
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--prompt", required=True, help="the text to continue (or, with --chat, the user's message)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn in the chat template")
     p.add_argument("--system", default=None, help="with --chat: a system message before the user turn")
@@ -107,13 +113,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _register_chat(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "chat", help="talk with a chat model in the terminal",
-        description="A multi-turn chat: each line read from standard input is a user message, and the reply "
-                    "streams as it is generated. The whole conversation is the context of every reply (the oldest "
-                    "turns are dropped once it no longer fits). /exit or end of input (Ctrl-D) ends it.",
+    p = _model_parser(
+        sub, "chat", "talk with a chat model in the terminal",
+        "A multi-turn chat: each line read from standard input is a user message, and the reply "
+        "streams as it is generated. The whole conversation is the context of every reply (the oldest "
+        "turns are dropped once it no longer fits). /exit or end of input (Ctrl-D) ends it.",
     )
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--system", default=None, help="a system message that starts the conversation")
     _add_sampling_options(p, max_tokens=512)
     p.set_defaults(func=_chat)
@@ -155,13 +160,12 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _register_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export", help="export a model as a Hugging Face folder",
-        description="Write MODEL as a Hugging Face Llama folder (model.safetensors, config.json, tokenizer) that "
-                    "transformers.AutoModelForCausalLM / AutoTokenizer load. muP scalars are folded into the weights, "
-                    "so the logits are the same. Refuses to write into a non-empty --out.",
+    p = _model_parser(
+        sub, "export", "export a model as a Hugging Face folder",
+        "Write MODEL as a Hugging Face Llama folder (model.safetensors, config.json, tokenizer) that "
+        "transformers.AutoModelForCausalLM / AutoTokenizer load. muP scalars are folded into the weights, "
+        "so the logits are the same. Refuses to write into a non-empty --out.",
     )
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--format", dest="fmt", default="hf", choices=["hf"], help="output format (default: hf)")
     p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],

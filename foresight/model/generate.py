@@ -224,20 +224,11 @@ class Generation:
             yield self.step()
 
 
-def generate(
-    model: Transformer,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    stop_token_ids: Sequence[int] = (),
-    min_new_tokens: int = 0,
-    seed: int | torch.Generator | None = None,
-) -> list[list[int]]:
-    """New token ids for each prompt (stop tokens not included). See `Generation` for the arguments."""
-    run = Generation(model, prompts, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                     top_p=top_p, stop_token_ids=stop_token_ids, min_new_tokens=min_new_tokens, seed=seed)
+def generate(model: Transformer, prompts: Sequence[Sequence[int]], max_new_tokens: int = 256,
+             **options) -> list[list[int]]:
+    """New token ids for each prompt (stop tokens not included). `options` are Generation's: temperature, top_k,
+    top_p, stop_token_ids, min_new_tokens, seed."""
+    run = Generation(model, prompts, max_new_tokens=max_new_tokens, **options)
     for _ in run:
         pass
     return run.tokens
