@@ -25,6 +25,8 @@ def test_plan_spreads_runs_evenly_below_the_target():
     steps = [math.log(b / a) for a, b in zip(compute, compute[1:])]
     assert max(steps) / min(steps) < 2.0  # roughly even in log-compute
     assert all(r["steps"] >= fc.ladder.min_steps or r["batch_size"] == fc.ladder.min_batch for r in runs)
+    # more compute never means fewer optimizer steps (batch grows as sqrt(tokens), steps too)
+    assert [r["steps"] for r in runs] == sorted(r["steps"] for r in runs)
     lrs = {r["config"].train.lr for r in runs}
     assert lrs == {fc.target.train.lr}  # one set of hyperparameters at every size (muP)
     assert all(r["config"].model.head_dim == fc.ladder.head_dim for r in runs)
