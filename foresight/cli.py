@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from foresight.runtime import keep_freed_memory
+    from foresight.runtime import keep_freed_memory, passive_thread_waits
 
+    passive_thread_waits()  # before anything imports torch
     keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
