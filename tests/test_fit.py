@@ -15,11 +15,10 @@ from foresight.scaling.fit import fit_chinchilla, fit_power_law, least_squares_b
 from foresight.scaling.ledger import register, verify
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "scaling-data"
+DATA = REPO / "tests" / "data" / "scaling"  # copies of the published runs (see its README for sources)
 GADRE = DATA / "gadre2024_openlm_losses.csv"
 OLMO = DATA / "olmo_ladder_final_checkpoint_summary.csv"
 OLMO_LOSS = "eval/c4_en-validation/CrossEntropyLoss"
-needs_data = pytest.mark.skipif(not GADRE.is_file(), reason="../shared/scaling-data is not present")
 
 
 def _rows(path):
@@ -56,7 +55,6 @@ def _published_cases():
     return cases
 
 
-@needs_data
 def test_published_extrapolations_beat_the_plain_fit_with_honest_intervals():
     errors, inside, narrow, plain_errors = [], 0, 0, []
     for name, fit, actual, x, plain in _published_cases():
@@ -106,7 +104,6 @@ def _cli(*args, cwd=REPO):
                           cwd=cwd)
 
 
-@needs_data
 def test_fit_cli_json_and_plot(tmp_path):
     png = tmp_path / "fit.png"
     r = _cli("fit", GADRE, "--x", "C_6ND", "--y", "loss_c4_val", "--where", "dataset=rw_original",
