@@ -274,8 +274,10 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
         tokens_seen = done * t.batch_size * t.seq_len
         tps = (done - start_step) * t.batch_size * t.seq_len / max(1e-9, train_seconds - train_seconds_before)
         if bar is not None:
+            # postfix first and without its own redraw: update() then redraws at most every mininterval, so a log
+            # file gets a line every 30 s rather than one per step
+            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}", tok_s=f"{tps:,.0f}")
         row = None
         if done % t.log_every == 0 or done == steps:
             row = {"step": done, "tokens": tokens_seen, "train_loss": train_loss, "lr": lr,
