@@ -20,7 +20,8 @@ from foresight.errors import ForesightError
 from foresight.model import KVCache
 from foresight.model import hf as hf_format
 from foresight.model.chat_template import CHATML_TEMPLATE
-from foresight.model.load import BUILTIN_MODELS, build_transformer, file_sha256, load_model
+from foresight.data.sources import sha256_file
+from foresight.model.load import BUILTIN_MODELS, build_transformer, load_model
 
 transformers = pytest.importorskip("transformers")
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402
@@ -246,7 +247,7 @@ def test_gguf_file_converts_once_to_a_cached_hf_folder(tmp_path):
     models = tmp_path / "cache" / "models"
     models.mkdir(parents=True)
     # a conversion of the same file killed mid-way (its pid is dead) leaves a temporary directory behind
-    abandoned = models / f".tmp-tiny-llama-{file_sha256(path)[:12]}-999999999"
+    abandoned = models / f".tmp-tiny-llama-{sha256_file(path)[:12]}-999999999"
     abandoned.mkdir()
 
     loaded = load_model(str(path))

@@ -15,7 +15,6 @@ from the `tokenizers` library, the chat template is rendered with Jinja (see cha
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from foresight.data.sources import sha256_file
 from foresight.errors import ForesightError
 from foresight.model import hf as hf_format
 from foresight.model.chat_template import TEMPLATE_FILE, read_template, render_chat
@@ -372,19 +372,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("FORESIGHT_CACHE") or Path.home() / ".cache" / "foresight")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 _SOURCE_FILE = "foresight_source.json"  # written last into a conversion: its presence marks a complete one
 
 
 def gguf_cache_dir(gguf_path: Path, name: str) -> Path:
-    return cache_root() / "models" / f"{name}-{file_sha256(gguf_path)[:12]}"
+    return cache_root() / "models" / f"{name}-{sha256_file(gguf_path)[:12]}"
 
 
 def convert_gguf(gguf_path: Path, name: str, quiet: bool = False) -> Path:
@@ -404,7 +396,7 @@ def convert_gguf(gguf_path: Path, name: str, quiet: bool = False) -> Path:
     try:
         write_gguf_as_hf(gguf_path, tmp)
         (tmp / _SOURCE_FILE).write_text(json.dumps(
-            {"gguf": str(gguf_path.resolve()), "sha256": file_sha256(gguf_path),
+            {"gguf": str(gguf_path.resolve()), "sha256": sha256_file(gguf_path),
              "seconds": round(time.time() - t0, 1)}, indent=1))
         if target.exists() and not (target / _SOURCE_FILE).is_file():
             shutil.rmtree(target)  # an incomplete folder that something other than this code left

@@ -15,6 +15,7 @@ import operator
 import re
 from pathlib import Path
 
+from foresight.data.sources import sha256_file
 from foresight.errors import ForesightError
 
 LADDER_X, LADDER_Y = "flops", "final_val_loss"
@@ -88,7 +89,7 @@ def _ladder_rows(folder: Path) -> tuple[list[dict], str]:
         except json.JSONDecodeError as e:
             raise ForesightError(f"{path} is not valid JSON ({e})") from None
         row["name"] = path.parent.name
-        row["_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        row["_sha256"] = sha256_file(path)
         rows.append(row)
     return rows, "name"
 
@@ -243,7 +244,7 @@ def _predict(args) -> int:
     if args.target is not None and not args.target.is_file():
         raise ForesightError(f"--target {args.target} does not exist")
     entry = {
-        "target_config_sha256": hashlib.sha256(args.target.read_bytes()).hexdigest() if args.target else None,
+        "target_config_sha256": sha256_file(args.target) if args.target else None,
         "source": str(args.input),
         "ladder_results": pts["hashes"],
         "law": summary["formula"],

@@ -75,15 +75,6 @@ def huber_objective(theta: np.ndarray, law: Law, logx: np.ndarray, logy: np.ndar
     return float(loss.sum() / delta), -(psi @ jac) / delta
 
 
-def squared_objective(theta: np.ndarray, law: Law, logx: np.ndarray, logy: np.ndarray, delta: float = 0.0,
-                      weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """½Σ w_i·(log y_i − log L)^2 (a log-space least-squares alternative), scaled by 1e4 for the same reason."""
-    log_pred, jac = law.log_value_and_jacobian(theta, logx)
-    r = logy - log_pred
-    w = np.ones_like(r) if weights is None else weights
-    return float(0.5 * np.sum(w * r * r) * 1e4), -((w * r) @ jac) * 1e4
-
-
 def _minimise(law: Law, logx: np.ndarray, logy: np.ndarray, starts: np.ndarray, delta: float,
               weights: np.ndarray | None = None, objective=huber_objective) -> list[tuple[float, np.ndarray]]:
     """L-BFGS-B from each start; returns (value, theta) for every start that converged to a finite value, best first."""
@@ -227,16 +218,14 @@ class FitResult:
         logx = self._log_inputs(x)
         center = self.law.log_value(self.theta, logx)
         z = norm.ppf(0.5 + level / 2)
-        boot_low, boot_high = self._bootstrap_offsets(logx, center, level)
-        if self.n_points < 2 * self.law.n_params:
-            boot_low, boot_high = np.zeros_like(center), np.zeros_like(center)
-        floor = z * self.residual_rms
-        if self.calibration.slope_per_decade is None:  # no back-test possible: the bootstrap is all we have
-            half_low, half_high = np.maximum(boot_low, floor), np.maximum(boot_high, floor)
+        # the back-tested extrapolation error (zero where no back-test was possible), never below the misfit inside
+        # the data
+        half = np.maximum(z * self.calibration.sigma(self.extrapolation_decades(x)), z * self.residual_rms)
+        if self.n_points >= 2 * self.law.n_params:
+            boot_low, boot_high = self._bootstrap_offsets(logx, center, level)
+            half_low, half_high = np.maximum(boot_low, half), np.maximum(boot_high, half)
         else:
-            extra = z * self.calibration.sigma(self.extrapolation_decades(x))
-            half_low = np.maximum.reduce([boot_low, extra, np.full_like(extra, floor)])
-            half_high = np.maximum.reduce([boot_high, extra, np.full_like(extra, floor)])
+            half_low = half_high = half
         low, high = np.exp(center - half_low), np.exp(center + half_high)
         if _is_single(self.law, x):
             return float(low[0]), float(high[0])
@@ -248,14 +237,6 @@ class FitResult:
         logx = np.log(self.inputs) - self.log_ref
         r = np.log(self.y) - self.law.log_value(self.theta, logx)
         return float(np.sqrt(np.mean(r * r)))
-
-    def bootstrap_interval(self, x, level: float = DEFAULT_LEVEL) -> tuple:
-        """The plain bootstrap percentile interval (no calibration), for comparison."""
-        logx = self._log_inputs(x)
-        center = self.law.log_value(self.theta, logx)
-        boot_low, boot_high = self._bootstrap_offsets(logx, center, level)
-        low, high = np.exp(center - boot_low), np.exp(center + boot_high)
-        return (float(low[0]), float(high[0])) if _is_single(self.law, x) else (low, high)
 
     def _bootstrap_offsets(self, logx: np.ndarray, center: np.ndarray, level: float):
         """Distances (≥ 0, log space) from the point prediction down to the lower and up to the upper percentile."""

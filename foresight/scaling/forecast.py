@@ -7,12 +7,12 @@ only the ladder's final losses — never a partial result of the target.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 from foresight.config import dump_config, load_config
+from foresight.data.sources import sha256_file
 from foresight.errors import ForesightError
 from foresight.scaling.ladder import (ForecastConfig, load_plan, plan_ladder, run_ladder, target_compute,
                                       write_plan)
@@ -72,14 +72,10 @@ def _fit_ladder(out: Path, summaries: list[dict], c_target: float) -> dict:
     import numpy as np
 
     grid = np.logspace(np.log10(min(flops)) - 0.2, np.log10(c_target) + 0.2, 60)
-    band = [result.interval(float(g), level=LEVEL) for g in grid]
-    fit["curve"] = {"x": grid.tolist(), "y": [float(result.predict(float(g))) for g in grid],
-                    "low": [float(b[0]) for b in band], "high": [float(b[1]) for b in band]}
+    low, high = result.interval(grid, level=LEVEL)
+    fit["curve"] = {"x": grid.tolist(), "y": result.predict(grid).tolist(), "low": low.tolist(),
+                    "high": high.tolist()}
     return fit
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 0) -> dict:
@@ -128,9 +124,9 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
         from foresight.scaling.ledger import register
 
         entry = {
-            "target_config_sha256": _sha256(target_cfg_path),
+            "target_config_sha256": sha256_file(target_cfg_path),
             "target_compute": c_target,
-            "ladder_results": {r["name"]: _sha256(out / "runs" / r["name"] / "summary.json") for r in plan["runs"]},
+            "ladder_results": {r["name"]: sha256_file(out / "runs" / r["name"] / "summary.json") for r in plan["runs"]},
             "law": fit["law"],
             "params": fit["params"],
             "prediction": p,
