@@ -213,9 +213,9 @@ def _print_summary(summary: dict, args) -> None:
     params = ", ".join(f"{k} = {v:.5g}" for k, v in summary["params"].items())
     print(f"{summary['formula']} fitted to {summary['n_points']} points: {params}")
     cal = summary["calibration"]
-    if cal["error_per_sqrt_decade"] is not None:
+    if cal["noise"] is not None:
         print(f"back-test: {cal['backtest_predictions']} held-out predictions from {cal['backtest_cuts']} cuts; "
-              f"log error spread {cal['error_per_sqrt_decade']:.4f} per sqrt(decade) of extrapolation")
+              f"noise scale {cal['noise']:.4f} (log loss) before leverage")
     pct = round(100 * summary["level"])
     for row in summary["predictions"]:
         x = row["x"] if not isinstance(row["x"], list) else "N=%.4g, D=%.4g" % tuple(row["x"])
