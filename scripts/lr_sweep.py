@@ -27,6 +27,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=400_000)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--parametrization", choices=["mup", "sp"], default="mup")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: all cores)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plot", default=None, help="figure path (default docs/mup_lr_sweep[_sp].png)")
     args = ap.parse_args()
 
     from foresight.scaling.ladder import ForecastConfig
@@ -35,21 +38,22 @@ def main() -> None:
     results = []
     for width in args.widths:
         for lr in args.lrs:
-            run = args.out / f"{args.parametrization}_d{width}_lr{lr:g}"
+            run = args.out / (f"{args.parametrization}_d{width}_lr{lr:g}" + (f"_s{args.seed}" if args.seed else ""))
             if not (run / "summary.json").exists():
                 cfg = load_config(args.config, ForecastConfig, [
                     f"target.model.d_model={width}", f"target.model.n_heads={width // 16}",
                     f"target.model.n_layers={args.layers}", f'target.model.parametrization="{args.parametrization}"',
                     f"target.train.lr={lr}", "target.train.flops=0", f"target.train.tokens={args.tokens}",
                     "target.train.batch_size=16", "target.train.checkpoint_every=0",
-                    "target.data.val_tokens=65536"]).target
+                    "target.data.val_tokens=65536", f"target.train.threads={args.threads}",
+                    f"target.train.seed={args.seed}"]).target
                 train(cfg, run, resume=True, progress=False)
             loss = json.loads((run / "summary.json").read_text())["final_val_loss"]
             results.append({"width": width, "lr": lr, "val_loss": loss})
             print(f"width {width:4d}  lr {lr:<7g} val loss {loss:.4f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     best = {w: min((r for r in results if r["width"] == w), key=lambda r: r["val_loss"])["lr"] for w in args.widths}
-    (args.out / "results.json").write_text(json.dumps({"results": results, "best_lr": best}, indent=1))
+    (args.out / f"results{'_s%d' % args.seed if args.seed else ''}.json").write_text(json.dumps({"results": results, "best_lr": best}, indent=1))
     print("best learning rate per width:", best)
 
     import matplotlib
@@ -70,7 +74,7 @@ def main() -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     suffix = "" if args.parametrization == "mup" else "_sp"
-    fig.savefig(f"docs/mup_lr_sweep{suffix}.png")
+    fig.savefig(args.plot or f"docs/mup_lr_sweep{suffix}.png")
 
 
 if __name__ == "__main__":
