@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "foresight.model.commands",
     "foresight.scaling.commands",
     "foresight.scaling.pipeline_commands",
+    "foresight.evals.commands",
 ]
 
 

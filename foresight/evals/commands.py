@@ -1,0 +1,104 @@
+"""`foresight eval`: run benchmark tasks on a model, list the tasks, or compare two results files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from foresight.errors import ForesightError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="evaluate a model on benchmarks (MMLU, TruthfulQA, HHH, Hindsight Neglect, bits per byte)",
+        description="Run tasks on MODEL and write results.json (per-item records and summaries) plus a "
+                    "reliability diagram per calibrated task next to it; print a table. Answers are cached per "
+                    "model, so a re-run is instant and an interrupted run resumes. "
+                    "`foresight eval --list` lists the tasks; `foresight eval --compare A.json B.json` prints "
+                    "per-task differences.",
+        epilog="example: foresight eval smollm2-135m-instruct --tasks mmlu,truthfulqa_mc,hindsight_neglect "
+               "--limit 200")
+    p.add_argument("model", metavar="MODEL", nargs="?",
+                   help="a run directory, a Hugging Face folder, a .gguf file, or a built-in name "
+                        "(smollm2-135m-instruct)")
+    p.add_argument("--tasks", metavar="LIST", help="comma-separated task names (see --list)")
+    p.add_argument("--shots", type=int, metavar="K", help="few-shot examples per item (default: the task's own; "
+                   "tasks without examples run 0-shot)")
+    p.add_argument("--limit", type=int, metavar="N", help="score at most N items per task (spread over subjects)")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="results file (default eval_results/<model>/results.json)")
+    p.add_argument("--text", metavar="PATH", help="bits_per_byte: a text file, glob, or prepared dataset "
+                   "directory (default: the prepared default corpus's validation split)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--batch-tokens", type=int, default=4096, metavar="N",
+                   help="most tokens per forward pass, padding included (default 4096)")
+    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (default: torch's choice)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--list", action="store_true", help="list the tasks and exit")
+    p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
+                   help="print per-task differences between two results files and exit")
+    p.set_defaults(func=_eval)
+
+
+def _list() -> int:
+    from foresight.evals.spec import all_tasks
+
+    specs = all_tasks()
+    width = max(len(s.name) for s in specs)
+    for s in specs:
+        shots = f", up to {s.fewshot.max_shots}-shot" if s.fewshot.max_shots else ""
+        print(f"{s.name:<{width}}  {s.request}{shots}: {s.description}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from foresight.evals.results import compare, format_summary, read_results
+
+    if args.list:
+        return _list()
+    if args.compare:
+        a, b = (read_results(p) for p in args.compare)
+        print(f"A = {args.compare[0]} ({a.get('model', {}).get('spec')})\nB = {args.compare[1]} "
+              f"({b.get('model', {}).get('spec')})")
+        print(compare(a, b))
+        return 0
+    if not args.model:
+        raise ForesightError("give a MODEL to evaluate (or --list, or --compare A.json B.json)")
+    if not args.tasks:
+        raise ForesightError("give --tasks LIST (comma-separated; `foresight eval --list` shows them)")
+    for name in ("shots", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "shots" else 1):
+            raise ForesightError(f"--{name} must be >= {0 if name == 'shots' else 1}, not {value}")
+
+    from foresight.evals.spec import get_task
+
+    specs = [get_task(n.strip()) for n in args.tasks.split(",") if n.strip()]  # unknown names fail here, early
+
+    import torch
+
+    from foresight.data.prepare import default_root
+    from foresight.evals.lm import EvalModel
+    from foresight.evals.results import default_out, write_results
+    from foresight.evals.runner import evaluate
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = EvalModel(args.model, device=device, dtype=args.dtype, use_cache=not args.no_cache,
+                      batch_tokens=args.batch_tokens)
+    try:
+        results = evaluate(model, specs, default_root() / "cache", args.shots, args.limit, args.text,
+                           progress=not args.quiet)
+    finally:
+        model.close()
+    out = write_results(results, args.out or default_out(args.model))
+    print(format_summary(results))
+    r = results["requests"]
+    print(f"{sum(t['n'] for t in results['tasks'].values())} items in {results['seconds']:.1f}s "
+          f"({r['computed']} requests computed, {r['cached']} from the cache); wrote {out}"
+          + "".join(f", {out.parent / f}" for f in results["files"].values()), file=sys.stderr)
+    return 0

@@ -1,0 +1,413 @@
+"""The model side of evaluation: three request types over any MODEL that foresight.model.load reads.
+
+    loglikelihood(context, continuation) -> (sum of log p(continuation tokens | context), whether greedy)
+    loglikelihood_rolling(text)           -> (sum of log p over every token of text, token count)
+    generate_until(context, stop, ...)    -> completion text
+
+Tokenization follows lm-evaluation-harness's rules, so that both score the same tokens: trailing whitespace of a
+context moves to the start of its continuation; the continuation's tokens are those of encode(context +
+continuation) after the first len(encode(context)) (a merge across the boundary is not split apart); an empty
+context becomes the document-start token; a sequence longer than the model's context loses tokens on the left.
+
+Speed (the work is forward passes, so the aim is fewer and cheaper ones):
+  - requests that need the same forward pass share it: all four answer letters of an MMLU question are read off one
+    pass over the question (same context, one-token continuations);
+  - logits are computed only at the positions that are scored: the output projection (49,152 x 576 on SmolLM2, a
+    fifth of the per-token work) and the log-softmax run on a few rows instead of the whole sequence;
+  - requests whose contexts begin with the same text (a task's preamble and few-shot examples; the request says
+    how many characters are shared) run that prefix once and reuse its keys and values from a KV cache;
+  - the rest are sorted by length and batched (right-padded: in a causal model, padding after the real tokens
+    changes nothing before them, so no mask is needed) up to a token budget per forward pass.
+Answers are cached (foresight.evals.cache); the model is loaded only when a request is not in the cache.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from foresight.errors import ForesightError
+from foresight.evals.cache import RequestCache, model_identity, request_key
+from foresight.model.transformer import KVCache, Transformer
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    context: str
+    continuation: str
+    shared: int = field(default=0, compare=False)  # leading characters of context many requests share (speed hint)
+
+    def key(self) -> str:
+        return request_key("loglikelihood", {"context": self.context, "continuation": self.continuation})
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRolling:
+    text: str
+
+    def key(self) -> str:
+        return request_key("loglikelihood_rolling", {"text": self.text})
+
+
+@dataclass(frozen=True)
+class GenerateUntil:
+    context: str
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0  # sample number: with temperature > 0, different seeds give different samples
+
+    def key(self) -> str:
+        return request_key("generate_until", asdict(self))
+
+
+# ----- the forward pass, scoring only what is asked ------------------------------------------------------------------
+
+
+def hidden_states(model: Transformer, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    """The final-norm hidden states [B, T, d] for tokens [B, T] (appending to `cache` if given).
+
+    The same computation as Transformer.forward up to its output projection, which is left to the caller so that
+    it runs only on the positions that are scored (tests check the logits equal the model's own)."""
+    B, T = tokens.shape
+    start = cache.length if cache is not None else 0
+    positions = torch.arange(start, start + T, device=tokens.device).expand(B, T)
+    cos, sin = model.rotary(positions)
+    causal, mask = False, None
+    if T > 1:
+        if start == 0:
+            causal = True
+        else:  # the new tokens see every cached token and each other causally
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=tokens.device).tril(start)
+    x = model.embed(tokens)
+    for block in model.blocks:
+        x = block(x, cos, sin, cache, mask, causal)
+    if cache is not None:
+        cache.length += T
+    return model.norm(x)
+
+
+def output_logprobs(model: Transformer, hidden: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (float32) over the vocabulary from final hidden states [N, d]."""
+    logits = model.lm_head(hidden)
+    if model.logit_scale != 1.0:
+        logits = logits * model.logit_scale
+    return F.log_softmax(logits.float(), dim=-1)
+
+
+@dataclass
+class _Sequence:
+    """One forward pass's worth of scoring: tokens, and the requests read off it."""
+    tokens: list[int]
+    first: int  # the first position whose next-token distribution is scored
+    prefix: int = 0  # leading tokens computed once for the whole prefix group
+    targets: list[tuple[int, list[int]]] = field(default_factory=list)  # (request index, continuation tokens)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def score_token_requests(model: Transformer, requests: list[tuple[list[int], list[int], list[int]]],
+                         batch_tokens: int = 4096, max_rows: int = 64, min_prefix: int = 32,
+                         on_done: Callable[[list[int], list[tuple[float, bool]]], None] | None = None
+                         ) -> list[tuple[float, bool]]:
+    """(log-likelihood, greedy) for each (context ids, continuation ids, shared prefix ids) request.
+
+    Contexts must be non-empty and context + continuation at most max_seq_len + 1 tokens. The shared prefix ids
+    are a speed hint only: the tokens that the context begins with and that many requests share. `on_done(request
+    indices, results)` is called after every batch (for caching and progress)."""
+    max_len = model.cfg.max_seq_len
+    by_tokens: dict[tuple[int, ...], _Sequence] = {}
+    for i, (ctx, cont, shared) in enumerate(requests):
+        if not ctx or not cont or len(ctx) + len(cont) > max_len + 1:
+            raise ValueError(f"request {i}: context {len(ctx)} and continuation {len(cont)} tokens do not fit")
+        # One pass over context + continuation[:-1] scores the whole continuation; requests that differ only in
+        # their last continuation token (e.g. answer letters) share it.
+        tokens = tuple(ctx + cont[:-1])
+        seq = by_tokens.get(tokens)
+        if seq is None:
+            seq = by_tokens[tokens] = _Sequence(list(tokens), len(ctx) - 1, len(tokens))
+        seq.first = min(seq.first, len(ctx) - 1)
+        # The shared prefix counts only as far as it really is this sequence's prefix.
+        seq.prefix = min(seq.prefix, _common_prefix(shared, tokens))
+        seq.targets.append((i, cont))
+    for seq in by_tokens.values():
+        seq.prefix = min(seq.prefix, seq.first)  # a scored position is never inside the shared prefix
+
+    groups: dict[tuple[int, ...], list[_Sequence]] = {}
+    for seq in by_tokens.values():
+        groups.setdefault(tuple(seq.tokens[: seq.prefix]), []).append(seq)
+    # A prefix is worth sharing only when it is long and shared: otherwise its sequences are scored whole, batched
+    # with all the others (on a CPU, 8 rows of 110 tokens run 2.4x faster per token than one; a short prefix saves
+    # less than the batching it would prevent).
+    for prefix in [p for p, seqs in groups.items() if p and (len(p) < min_prefix or len(seqs) < 2)]:
+        for seq in groups.pop(prefix):
+            seq.prefix = 0
+            groups.setdefault((), []).append(seq)
+
+    results: list[tuple[float, bool] | None] = [None] * len(requests)
+    device = model.embed.weight.device
+    with torch.inference_mode():
+        for prefix, seqs in sorted(groups.items(), key=lambda g: -len(g[0])):
+            prefix_cache = None
+            if prefix:
+                longest = max(len(s.tokens) for s in seqs)
+                prefix_cache = KVCache(model.cfg, 1, len(prefix), device=device, dtype=model.embed.weight.dtype)
+                hidden_states(model, torch.tensor([prefix], device=device), prefix_cache)
+            seqs.sort(key=lambda s: -len(s.tokens))
+            for batch in _batches(seqs, len(prefix), batch_tokens, max_rows):
+                done = _score_batch(model, batch, prefix_cache, len(prefix), device)
+                for index, result in done:
+                    results[index] = result
+                if on_done:
+                    on_done([i for i, _ in done], [r for _, r in done])
+    return results  # type: ignore[return-value]
+
+
+def _batches(seqs: list[_Sequence], prefix: int, batch_tokens: int, max_rows: int):
+    """Consecutive runs of (length-sorted) sequences whose padded size stays within the token budget."""
+    batch: list[_Sequence] = []
+    for seq in seqs:
+        width = len(batch[0].tokens) - prefix if batch else len(seq.tokens) - prefix
+        if batch and (len(batch) + 1 > max_rows or (len(batch) + 1) * width > batch_tokens):
+            yield batch
+            batch = []
+        batch.append(seq)
+    if batch:
+        yield batch
+
+
+def _score_batch(model: Transformer, batch: list[_Sequence], prefix_cache: KVCache | None, prefix: int, device):
+    width = max(len(s.tokens) for s in batch) - prefix
+    rows = torch.tensor([s.tokens[prefix:] + [0] * (width - len(s.tokens) + prefix) for s in batch], device=device)
+    cache = None
+    if prefix_cache is not None:
+        cache = KVCache(model.cfg, len(batch), prefix + width, device=device, dtype=model.embed.weight.dtype)
+        for layer in range(model.cfg.n_layers):
+            cache.keys[layer][:, :, :prefix] = prefix_cache.keys[layer]
+            cache.values[layer][:, :, :prefix] = prefix_cache.values[layer]
+        cache.length = prefix
+    hidden = hidden_states(model, rows, cache)
+    # Only the scored positions go through the output projection: row r, positions first .. end of its tokens.
+    row_index, pos_index, spans = [], [], []
+    for r, s in enumerate(batch):
+        start = len(row_index)
+        positions = range(s.first - prefix, len(s.tokens) - prefix)
+        row_index += [r] * len(positions)
+        pos_index += list(positions)
+        spans.append(start)
+    logprobs = output_logprobs(model, hidden[torch.tensor(row_index, device=device),
+                                             torch.tensor(pos_index, device=device)])
+    greedy = logprobs.argmax(dim=-1)
+    done = []
+    for s, start in zip(batch, spans):
+        for index, cont in s.targets:
+            # The continuation's tokens are predicted at positions len(ctx)-1 ..; s.first may lie before that when
+            # requests of different context lengths share this pass.
+            offset = start + (len(s.tokens) - len(cont)) - s.first  # len(ctx) - 1 - first
+            rows_ = torch.arange(offset, offset + len(cont), device=device)
+            target = torch.tensor(cont, device=device)
+            logprob = float(logprobs[rows_, target].sum())
+            done.append((index, (logprob, bool((greedy[rows_] == target).all()))))
+    return done
+
+
+# ----- the adapter ---------------------------------------------------------------------------------------------------
+
+
+class EvalModel:
+    """A MODEL argument behind the three request types, with batching and the request cache.
+
+    The model is loaded on first need: when every request is cached, nothing is loaded."""
+
+    def __init__(self, spec: str, device: str = "cpu", dtype: str = "float32", use_cache: bool = True,
+                 batch_tokens: int = 4096, max_rows: int = 64, generate_rows: int = 8, min_prefix: int = 32):
+        import difflib
+
+        from foresight.model.load import BUILTIN_MODELS, resolve
+
+        try:
+            resolve(spec)  # an unknown model is refused before anything else
+        except ForesightError as e:
+            close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1, cutoff=0.6)
+            raise ForesightError(f"{e}" + (f" (did you mean {close[0]!r}?)" if close else "")) from None
+        self.spec, self.device, self.dtype = spec, device, dtype
+        self.identity = model_identity(spec, dtype)
+        self.cache = RequestCache.for_model(self.identity) if use_cache else RequestCache(None)
+        self.batch_tokens, self.max_rows, self.generate_rows = batch_tokens, max_rows, generate_rows
+        self.min_prefix = min_prefix  # the shortest shared prefix worth computing once (see score_token_requests)
+        self.stats = {"cached": 0, "computed": 0}
+
+    @cached_property
+    def loaded(self):
+        from foresight.model.load import load_model
+
+        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+        if self.dtype not in dtypes:
+            raise ForesightError(f"--dtype must be one of {', '.join(dtypes)}, not {self.dtype!r}")
+        return load_model(self.spec, device=self.device, dtype=dtypes[self.dtype])
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    @property
+    def max_len(self) -> int:
+        return self.loaded.model.cfg.max_seq_len
+
+    def start_ids(self) -> list[int]:
+        """What a document starts with: the tokenizer's BOS if it adds one, else its end-of-text token (the
+        separator between documents in pre-training), else its first end-of-turn token."""
+        tok = self.tokenizer
+        if tok.bos_ids:
+            return list(tok.bos_ids)
+        backend = getattr(tok, "backend", None)
+        eot = backend.token_to_id("<|endoftext|>") if backend is not None else None
+        return [eot] if eot is not None else [tok.eos_ids[0]]
+
+    # ----- caching around a batch computation ---------------------------------------------------------------------
+
+    def _run(self, requests: list, compute: Callable, progress) -> list:
+        keys = [r.key() for r in requests]
+        found = self.cache.get_many(keys)
+        answers = [found.get(k) for k in keys]
+        missing = [i for i, a in enumerate(answers) if a is None]
+        self.stats["cached"] += len(requests) - len(missing)
+        self.stats["computed"] += len(missing)
+        if progress is not None:
+            progress.update(len(requests) - len(missing))
+        if missing:
+            def on_done(indices: list[int], results: list) -> None:
+                fresh = {}
+                for i, result in zip(indices, results):
+                    answers[missing[i]] = result
+                    fresh[keys[missing[i]]] = result
+                self.cache.put_many(fresh)
+                if progress is not None:
+                    progress.update(len(indices))
+
+            compute([requests[i] for i in missing], on_done)
+        return answers
+
+    # ----- loglikelihood ----------------------------------------------------------------------------------------
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        tok = self.tokenizer
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            context, continuation = context[:-spaces], context[-spaces:] + continuation
+        if not context:
+            return self.start_ids(), tok.encode(continuation)
+        start = list(tok.bos_ids)
+        ctx = start + tok.encode(context)
+        whole = start + tok.encode(context + continuation)
+        return ctx, whole[len(ctx):]
+
+    def loglikelihood(self, requests: list[Loglikelihood], progress=None) -> list[tuple[float, bool]]:
+        return [tuple(a) for a in self._run(requests, self._loglikelihood, progress)]
+
+    def _loglikelihood(self, requests: list[Loglikelihood], on_done) -> None:
+        token_requests, shared_ids = [], {}
+        for r in requests:
+            ctx, cont = self.encode_pair(r.context, r.continuation)
+            if not cont:
+                raise ForesightError(f"empty continuation after tokenization: {r.continuation!r}")
+            if len(cont) > self.max_len:
+                raise ForesightError(f"a continuation of {len(cont)} tokens is longer than the model's context "
+                                     f"({self.max_len})")
+            excess = len(ctx) + len(cont) - (self.max_len + 1)
+            if excess > 0:
+                ctx = ctx[excess:]
+            shared = []
+            if r.shared > 0 and excess <= 0:
+                text = r.context[: r.shared]
+                if text not in shared_ids:
+                    shared_ids[text] = list(self.tokenizer.bos_ids) + self.tokenizer.encode(text)
+                shared = shared_ids[text]
+            token_requests.append((ctx, cont, shared))
+        score_token_requests(self.loaded.model, token_requests, self.batch_tokens, self.max_rows, self.min_prefix,
+                             on_done=on_done)
+
+    # ----- loglikelihood_rolling --------------------------------------------------------------------------------
+
+    def loglikelihood_rolling(self, requests: list[LoglikelihoodRolling], progress=None) -> list[tuple[float, int]]:
+        return [tuple(a) for a in self._run(requests, self._rolling, progress)]
+
+    def windows(self, text: str) -> list[tuple[list[int], list[int]]]:
+        """(context, continuation) token windows that predict every token of `text` exactly once: the first from
+        the document-start token, each later window from the token before it, at most max_seq_len per window."""
+        tokens = self.tokenizer.encode(text)
+        out = []
+        for i in range(0, len(tokens), self.max_len):
+            context = self.start_ids()[-1:] if i == 0 else [tokens[i - 1]]
+            out.append((context, tokens[i: i + self.max_len]))
+        return out
+
+    def _rolling(self, requests: list[LoglikelihoodRolling], on_done) -> None:
+        token_requests, owner = [], []
+        for j, r in enumerate(requests):
+            for ctx, cont in self.windows(r.text):
+                token_requests.append((ctx, cont, []))
+                owner.append(j)
+        remaining = [owner.count(j) for j in range(len(requests))]
+        totals = [[0.0, 0] for _ in requests]
+
+        def window_done(indices: list[int], results: list) -> None:
+            finished = []
+            for i, (logprob, _) in zip(indices, results):
+                j = owner[i]
+                totals[j][0] += logprob
+                totals[j][1] += len(token_requests[i][1])
+                remaining[j] -= 1
+                if remaining[j] == 0:
+                    finished.append(j)
+            if finished:
+                on_done(finished, [tuple(totals[j]) for j in finished])
+
+        empty = [j for j in range(len(requests)) if remaining[j] == 0]
+        if empty:
+            on_done(empty, [(0.0, 0) for _ in empty])
+        if token_requests:
+            score_token_requests(self.loaded.model, token_requests, self.batch_tokens, self.max_rows,
+                                 on_done=window_done)
+
+    # ----- generate_until ---------------------------------------------------------------------------------------
+
+    def generate_until(self, requests: list[GenerateUntil], progress=None) -> list[str]:
+        return self._run(requests, self._generate, progress)
+
+    def _generate(self, requests: list[GenerateUntil], on_done) -> None:
+        from foresight.model.generate import generate_text
+
+        tok, model = self.tokenizer, self.loaded.model
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.stop, r.max_new_tokens, r.temperature, r.top_p), []).append(i)
+        for (stop, max_new, temperature, top_p), indices in groups.items():
+            if max_new >= self.max_len:
+                raise ForesightError(f"max_new_tokens {max_new} leaves no room for a prompt in the model's "
+                                     f"context ({self.max_len})")
+            prompts = {i: (list(tok.bos_ids) + tok.encode(requests[i].context))[-(self.max_len - max_new):]
+                       for i in indices}
+            indices.sort(key=lambda i: -len(prompts[i]))  # similar lengths together: less padding
+            for b in range(0, len(indices), self.generate_rows):
+                batch = indices[b: b + self.generate_rows]
+                # Sampled completions depend on the batch's seeds (one random stream per batch); greedy ones on nothing.
+                seed = None if temperature == 0 else zlib.crc32(repr([requests[i].seed for i in batch]).encode())
+                out = generate_text(model, tok, [prompts[i] for i in batch], max_new_tokens=max_new, stop=stop,
+                                    temperature=temperature, top_p=top_p, seed=seed)
+                on_done(batch, [c.text for c in out])
+
+    def close(self) -> None:
+        self.cache.close()

