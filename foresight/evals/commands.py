@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="results file (default eval_results/<model>/results.json)")
     p.add_argument("--text", metavar="PATH", help="bits_per_byte: a text file, glob, or prepared dataset "
-                   "directory (default: the prepared default corpus's validation split)")
+                   "directory (default: a training run's own corpus, else the prepared default corpus; the "
+                   "validation split of either)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--batch-tokens", type=int, default=4096, metavar="N",
@@ -52,6 +53,20 @@ def _list() -> int:
         shots = f", up to {s.fewshot.max_shots}-shot" if s.fewshot.max_shots else ""
         print(f"{s.name:<{width}}  {s.request}{shots}: {s.description}")
     return 0
+
+
+def _run_validation_text(model: str) -> str | None:
+    """For a training run: its own corpus (whose validation split it never trained on), if it is prepared."""
+    from foresight.model.load import is_run_dir
+
+    path = Path(model)
+    if not (path.is_dir() and is_run_dir(path)):
+        return None
+    from foresight.config import load_config
+    from foresight.train.trainer import resolve_data_dir
+
+    data = resolve_data_dir(load_config(path / "config.toml"))
+    return str(data) if (data / "manifest.json").is_file() else None
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -91,8 +106,8 @@ def _eval(args: argparse.Namespace) -> int:
     model = EvalModel(args.model, device=device, dtype=args.dtype, use_cache=not args.no_cache,
                       batch_tokens=args.batch_tokens)
     try:
-        results = evaluate(model, specs, default_root() / "cache", args.shots, args.limit, args.text,
-                           progress=not args.quiet)
+        results = evaluate(model, specs, default_root() / "cache", args.shots, args.limit,
+                           args.text or _run_validation_text(args.model), progress=not args.quiet)
     finally:
         model.close()
     out = write_results(results, args.out or default_out(args.model))

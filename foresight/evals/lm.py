@@ -162,7 +162,6 @@ def score_token_requests(model: Transformer, requests: list[tuple[list[int], lis
         for prefix, seqs in sorted(groups.items(), key=lambda g: -len(g[0])):
             prefix_cache = None
             if prefix:
-                longest = max(len(s.tokens) for s in seqs)
                 prefix_cache = KVCache(model.cfg, 1, len(prefix), device=device, dtype=model.embed.weight.dtype)
                 hidden_states(model, torch.tensor([prefix], device=device), prefix_cache)
             seqs.sort(key=lambda s: -len(s.tokens))
@@ -209,17 +208,23 @@ def _score_batch(model: Transformer, batch: list[_Sequence], prefix_cache: KVCac
         spans.append(start)
     logprobs = output_logprobs(model, hidden[torch.tensor(row_index, device=device),
                                              torch.tensor(pos_index, device=device)])
-    greedy = logprobs.argmax(dim=-1)
-    done = []
+    # Gather every request's continuation log-probabilities at once (one device-to-host copy per batch).
+    rows_, targets, owners = [], [], []
     for s, start in zip(batch, spans):
         for index, cont in s.targets:
-            # The continuation's tokens are predicted at positions len(ctx)-1 ..; s.first may lie before that when
-            # requests of different context lengths share this pass.
-            offset = start + (len(s.tokens) - len(cont)) - s.first  # len(ctx) - 1 - first
-            rows_ = torch.arange(offset, offset + len(cont), device=device)
-            target = torch.tensor(cont, device=device)
-            logprob = float(logprobs[rows_, target].sum())
-            done.append((index, (logprob, bool((greedy[rows_] == target).all()))))
+            # The continuation's tokens are predicted from position len(ctx) - 1 on; s.first may lie before that
+            # when requests with different context lengths share this pass.
+            offset = start + (len(s.tokens) - len(cont)) - s.first
+            rows_ += range(offset, offset + len(cont))
+            targets += cont
+            owners.append((index, len(cont)))
+    rows_t, targets_t = torch.tensor(rows_, device=device), torch.tensor(targets, device=device)
+    picked = logprobs[rows_t, targets_t].double().cpu().tolist()
+    is_greedy = (logprobs[rows_t].argmax(dim=-1) == targets_t).cpu().tolist()
+    done, at = [], 0
+    for index, n in owners:
+        done.append((index, (sum(picked[at: at + n]), all(is_greedy[at: at + n]))))
+        at += n
     return done
 
 
