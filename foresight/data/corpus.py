@@ -137,6 +137,23 @@ def read_stdlib(cache: Path | None = None) -> Iterator[Document]:
         yield Document("python_stdlib", str(rel), text)
 
 
+# Training exercises in the default+exercises corpus: 1.4M exercises of ~95 bytes, ~135 MB, about half of its
+# tokens. Why so many: with 13% (210K exercises) the two smallest forecast-cpu ladder runs (146K and 289K tokens, so
+# ~600 and ~1,200 exercises seen) never wrote a valid function, and a capability fit needs every ladder model to
+# solve some problems (docs/capabilities.md).
+TRAIN_EXERCISES = 1_400_000
+
+
+def read_exercises(cache: Path | None = None, n: int = TRAIN_EXERCISES) -> Iterator[Document]:
+    """The training split of the generated Python exercises (foresight.evals.exercises), grouped as source files of
+    about GROUP_BYTES, functions two blank lines apart. Held-out problems are never among them: the generator
+    draws training exercises only from keys it has not reserved for evaluation (tests/test_capabilities.py checks)."""
+    from foresight.evals.exercises import training_exercises, training_text
+
+    # Each text ends in a newline, so _grouped's blank-line separator leaves two blank lines between functions.
+    yield from _grouped("exercises", ((p["task_id"], training_text(p)) for p in training_exercises(n)))
+
+
 def read_text_files(pattern: str) -> Iterator[Document]:
     paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
     if not paths:
@@ -157,6 +174,8 @@ CORPORA: dict[str, dict[str, Callable[[Path], Iterator[Document]]]] = {
     "default": PROSE | {"python_stdlib": read_stdlib},
     "prose": PROSE,
     "stdlib": {"python_stdlib": read_stdlib},
+    # default plus generated Python exercises, for capability forecasts (configs/forecast-cpu-capabilities.toml)
+    "default+exercises": PROSE | {"python_stdlib": read_stdlib, "exercises": read_exercises},
 }
 
 
