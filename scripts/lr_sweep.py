@@ -1,7 +1,8 @@
 """µP transfer check: sweep the learning rate at several widths; under µP the best rate should be the same grid
 point at every width (and under standard parametrization it drifts down as width grows).
 
-    .venv/bin/python scripts/lr_sweep.py --out runs/lr_sweep            # µP, widths 32 64 128
+    .venv/bin/python scripts/lr_sweep.py --out runs/lr_sweep_long --tokens 1600000 --widths 32 64 128 256 \
+        --lrs 0.0025 0.005 0.01 --threads 1                                 # the figure in docs/mup_lr_sweep.png
     .venv/bin/python scripts/lr_sweep.py --out runs/lr_sweep_sp --parametrization sp
 
 Writes OUT/results.json and docs/mup_lr_sweep[_sp].png. Finished runs are skipped on a re-run.
