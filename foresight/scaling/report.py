@@ -102,6 +102,7 @@ error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
 <tr><td><b>target</b></td><td>{result['target_compute']:.3g}</td><td>{t['params']:,}</td>
 <td>{t['non_embedding_params']:,}</td><td>{t['tokens']:,}</td><td>{result['actual_loss']:.4f}</td>
 <td>{t['wall_seconds']:.0f}</td></tr></table>
+{_capabilities_section(result, out)}
 <h2>Registered prediction (ledger entry)</h2>
 <p>Written to the append-only ledger before the target run began; <code>foresight ledger verify</code> checks it.</p>
 <pre>{ledger}</pre>
@@ -110,3 +111,59 @@ error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
     from foresight.train.checkpoint import atomic_write_text
 
     atomic_write_text(path, page)
+
+
+def _capabilities_section(result: dict, out: Path) -> str:
+    """The capability forecast (the report's Figure 2) and the place for Hindsight Neglect (its Figure 3)."""
+    caps = result.get("capabilities")
+    if caps is None:
+        return ""
+    rates = ", ".join(f"{k} {100 * v:.1f}%" for k, v in caps["target_pass_rates"].items())
+    head = (f"<h2>Capability forecast</h2><p>Held-out Python exercises ({caps['problems']} problems, "
+            f"{caps['samples']} samples each at temperature {caps['temperature']:g}; none of them in the training "
+            f"corpus). The target's mean pass rate: {html.escape(rates)}.</p>")
+    hindsight = _hindsight_section(caps, out)
+    if "error" in caps:
+        return head + f"<p>No capability forecast: {html.escape(caps['error'])}</p>" + hindsight
+    figure = out / "capabilities_vs_compute.png"
+    img = (f'<img src="data:image/png;base64,{base64.b64encode(figure.read_bytes()).decode()}" '
+           f'alt="mean log pass rate vs compute" style="max-width:100%">') if figure.is_file() else ""
+    rows = "".join(_capability_row(r) for r in caps["buckets"])
+    fits = "".join(f"<li>{html.escape(k)}: {html.escape(_fit_text(v))}</li>" for k, v in caps["fits"].items())
+    return (head + f"<p>Fitted {html.escape(caps['law'])} per difficulty level on the problems every ladder model "
+            f"solved at least once, then predicted at {caps['extrapolation']:.0f}× the largest ladder run's compute "
+            f"and registered in the ledger before the target run began (entry "
+            f"{html.escape(caps['ledger_entry'].get('sha256', '')[:16])}…).</p>{img}"
+            "<table><tr><th>bucket</th><th>problems</th><th>predicted −E[log pass rate] (90%)</th><th>actual</th>"
+            "<th>error (nats)</th><th>inside</th><th>geometric-mean pass rate, predicted / actual</th></tr>"
+            f"{rows}</table><ul>{fits}</ul>" + hindsight)
+
+
+def _hindsight_section(caps: dict, out: Path) -> str:
+    rows = caps.get("hindsight_neglect") or []
+    figure = out / "hindsight_vs_compute.png"
+    if not rows or not figure.is_file():
+        return ""
+    img = base64.b64encode(figure.read_bytes()).decode()
+    accs = ", ".join(f"{html.escape(r['model'])} {100 * r['acc']:.1f}%" for r in rows)
+    return ("<h3>Hindsight Neglect accuracy against compute (the report's Figure 3)</h3>"
+            f"<p>The evaluation harness's task ({rows[0]['n']} items, answers balanced: chance is 50%), measured on "
+            f"every model. Contexts are cut to the model's {rows[0]['context_tokens']} tokens from the left, so "
+            f"models this size see the question but none of its solved examples. {accs}.</p>"
+            f'<img src="data:image/png;base64,{img}" alt="Hindsight Neglect accuracy vs compute" '
+            'style="max-width:100%">')
+
+
+def _capability_row(r: dict) -> str:
+    # in nats, not relative: an actual −E[log pass rate] near 0 (everything passes) makes a relative error meaningless
+    error = f"{r['error']:+.3f}"
+    return (f"<tr><td>{html.escape(r['bucket'])}</td><td>{r['problems']}</td><td>{r['predicted']:.3f} "
+            f"({r['interval'][0]:.3f} – {r['interval'][1]:.3f})</td><td>{r['actual'] + 0.0:.3f}</td><td>{error}</td>"
+            f"<td>{'yes' if r['inside_interval'] else 'no'}</td><td>{100 * r['predicted_pass_rate']:.1f}% / "
+            f"{100 * r['actual_pass_rate']:.1f}%</td></tr>")
+
+
+def _fit_text(fit) -> str:
+    if isinstance(fit, dict):
+        return f"alpha = {fit['alpha']:.4g}, k = {fit['k']:.4f}"
+    return str(fit)
