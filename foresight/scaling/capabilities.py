@@ -10,10 +10,11 @@ programming problems from models trained with far less compute, before it is tra
    the target's value.
 3. `judge_capabilities`: the target's measured −E[log pass_rate] on the same problems, against the prediction.
 
-Checking is what costs time (~0.13 s of process start-up per program), so it is done once per distinct completion:
-tiny models repeat themselves, completions are cached across models (CheckCache, saved in the forecast directory),
-and a program that does not even compile is failed without being run (compiling executes nothing; the sandbox would
-report the same SyntaxError). Checks run in a thread pool while the next problem is being sampled.
+Checking would cost more than sampling if every program got its own sandbox (~0.13 s of start-up each; a small
+model writes thousands of distinct programs), so: each distinct completion of a problem is checked once (tiny models
+repeat themselves; CheckCache), a program that does not even compile is failed without being run (compiling
+executes nothing; the sandbox would report the same SyntaxError), and a problem's remaining programs share one
+sandbox run, one forked process each (check_batch). Checks run in a thread pool while the next problems are sampled.
 """
 
 from __future__ import annotations
