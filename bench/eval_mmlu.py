@@ -23,9 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from foresight.runtime import passive_thread_waits
+from foresight.runtime import keep_freed_memory, passive_thread_waits
 
-passive_thread_waits()  # idle OpenMP threads sleep: both sides lose less to a busy neighbour (foresight.runtime)
+# What the foresight command does at start-up, for both sides alike: idle OpenMP threads sleep (less lost to a busy
+# neighbour) and freed activation buffers stay in the heap (foresight.runtime).
+passive_thread_waits()
+keep_freed_memory()
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

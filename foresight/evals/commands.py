@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "validation split of either)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--batch-tokens", type=int, default=4096, metavar="N",
-                   help="most tokens per forward pass, padding included (default 4096)")
+    p.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+                   help="most tokens per forward pass, padding included (default 1024 on a CPU, 16384 on a GPU)")
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (default: torch's choice)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -102,8 +102,9 @@ def compare(a: dict, b: dict) -> str:
             va, vb = ta["metrics"][metric], tb["metrics"][metric]
             pct = _is_pct(metric)
             delta = f"{(vb - va) * 100:+.2f}" if pct else f"{vb - va:+.4f}"
-            same_items = "" if ta["n"] == tb["n"] else f"  (n {ta['n']} vs {tb['n']})"
-            rows.append((name, metric + (" (%)" if pct else ""), _fmt(va, pct), _fmt(vb, pct), delta + same_items))
+            notes = [f"{key} {ta[key]} vs {tb[key]}" for key in ("n", "shots") if ta[key] != tb[key]]
+            rows.append((name, metric + (" (%)" if pct else ""), _fmt(va, pct), _fmt(vb, pct),
+                         delta + (f"  ({', '.join(notes)})" if notes else "")))
     only = sorted(set(a["tasks"]) ^ set(b["tasks"]))
     text = _table(("task", "metric", "A", "B", "B - A"), rows) if rows else "no task in common"
     if only:
