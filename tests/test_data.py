@@ -60,6 +60,10 @@ def test_second_prepare_does_nothing(small_dataset, capsys):
     again = prepare("stdlib", "bpe:2048", root=small_dataset.parent, max_bytes=5_000_000, val_fraction=0.1)
     assert again == small_dataset and "up to date" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in small_dataset.iterdir()} == before
+    # other settings into the same directory are refused, naming what differs, and nothing is touched
+    with pytest.raises(ForesightError, match=r"val_fraction 0.1 -> 0.2"):
+        prepare("stdlib", "bpe:2048", root=small_dataset.parent, max_bytes=5_000_000, val_fraction=0.2)
+    assert {p.name: p.stat().st_mtime_ns for p in small_dataset.iterdir()} == before
 
 
 def test_corrupted_shard_is_named(small_dataset, tmp_path):

@@ -77,7 +77,10 @@ def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
 
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and again.stdout.count("(done, skipped)") == 5
-    assert json.loads((out / "forecast.json").read_text())["predicted_loss"] == result["predicted_loss"]
+    resumed = json.loads((out / "forecast.json").read_text())
+    assert resumed["predicted_loss"] == result["predicted_loss"]
+    # the job's wall time adds up across invocations instead of being replaced by the last one's few seconds
+    assert resumed["invocations"] == 2 and resumed["seconds"] > result["seconds"]
 
     changed = subprocess.run(cmd + ["--set", "target.train.lr=0.02"], capture_output=True, text=True, cwd=REPO)
     assert changed.returncode == 2 and "different config" in changed.stderr

