@@ -1,6 +1,7 @@
 """Capability forecasting: the exercise generator, its train/held-out split, checking in the sandbox, the
 −E[log pass_rate] = α·C^(−k) fit, and the [forecast.capabilities] config section."""
 
+import itertools
 import json
 import math
 import re
@@ -12,7 +13,8 @@ import pytest
 
 from foresight.errors import ForesightError
 from foresight.evals import exercises
-from foresight.evals.exercises import HELD_OUT_PER_LEVEL, LEVELS, held_out_problems, training_exercises
+from foresight.evals.exercises import (HELD_OUT_PER_LEVEL, LEVELS, NAMED, NAMED_STEPS, _named_expr, held_out_problems,
+                                      training_exercises)
 from foresight.scaling.capabilities import check_batch, fit_capabilities, judge_capabilities
 from foresight.scaling.ladder import dump_forecast_config, load_forecast_config
 
@@ -60,19 +62,42 @@ def test_held_out_problems_never_reach_the_corpus():
     assert len(seen) > 1000 and not held_sentences & seen
     # ... while the corpus does hold the held-out operations and constants, inside other combinations
     assert any("plus 7" in s for s in seen) and any("modulo 3" in s for s in seen)
+    assert any("squared, then halved" in s for s in seen)
 
 
-def _wrong(solution: str) -> str:
-    """The solution with its last constant changed by one."""
-    numbers = list(re.finditer(r"\d+", solution))
-    last = numbers[-1]
+def test_named_compositions_held_out_are_not_shorter_ones_in_disguise():
+    """"doubled, then halved" is just x, and "negated, then negated" too: a held-out problem whose steps cancel
+    would pass with less than the problem asks for, so none is reserved."""
+    held = {p["key"]: p for p in held_out_problems() if p["level"] in NAMED_STEPS}
+    assert len(held) == 2 * HELD_OUT_PER_LEVEL
+    assert not {("double", "halve"), ("negate", "negate"), ("increment", "decrement")} & set(held)
+    inputs = exercises.INT_INPUTS
+    for key, p in held.items():
+        outputs = [eval(f"lambda a: {_named_expr(key, 'a')}")(x) for x in inputs]  # noqa: S307 (our own code)
+        for n in range(len(key)):
+            for shorter in itertools.product(NAMED, repeat=n):
+                assert outputs != [eval(f"lambda a: {_named_expr(shorter, 'a')}")(x) for x in inputs], (key, shorter)
+
+
+def _wrong(problem: dict) -> str:
+    """A near miss: the last constant changed by one, or for named operations the last step swapped for the next
+    one in NAMED's order."""
+    solution = problem["canonical_solution"]
+    if problem["level"] in NAMED_STEPS:
+        *first, last = problem["key"]
+        names = list(NAMED)
+        other = names[(names.index(last) + 1) % len(names)]
+        arg = re.search(r"def \w+\((\w+)\)", problem["prompt"]).group(1)
+        return f"    return {_named_expr((*first, other), arg)}\n"
+    last = list(re.finditer(r"\d+", solution))[-1]
     return solution[: last.start()] + str(int(last.group()) + 1) + solution[last.end():]
 
 
 def test_canonical_solutions_pass_and_wrong_ones_fail_in_the_sandbox():
     for p in held_out_problems():
-        right = "\n" + p["canonical_solution"].rstrip()  # as a model writes it: the prompt is given without its "\n"
-        assert check_batch(p, [right, _wrong(right)], timeout_s=3.0) == [True, False], p["task_id"]
+        # as a model writes it: the prompt is given without its final newline
+        right, wrong = ("\n" + text.rstrip() for text in (p["canonical_solution"], _wrong(p)))
+        assert check_batch(p, [right, wrong], timeout_s=3.0) == [True, False], p["task_id"]
 
 
 def test_batch_check_agrees_with_one_program_per_run():
@@ -81,7 +106,8 @@ def test_batch_check_agrees_with_one_program_per_run():
 
     p = held_out_problems(1)[0]
     body = "\n" + p["canonical_solution"].rstrip()
-    candidates = [body, _wrong(body), "\n    while True:\n        pass", "\n    return 1 / 0", "\n    raise SystemExit(0)",
+    candidates = [body, "\n" + _wrong(p).rstrip(), "\n    while True:\n        pass", "\n    return 1 / 0",
+                  "\n    raise SystemExit(0)",
                   "\n    print('[true, true]')" + body]
     batch = check_batch(p, candidates, timeout_s=1.0)
     single = [check_completion(_prompt_seen(p), c, p["test"], p["entry_point"], timeout_s=1.0).passed
@@ -163,7 +189,7 @@ def test_capabilities_section_is_validated_and_named(tmp_path):
     with pytest.raises(ForesightError, match=r"bad.toml: unknown key 'forecast.capabilities.sampels' "
                                              r"\(did you mean 'forecast.capabilities.samples'\?\)"):
         load_forecast_config(bad)
-    bad.write_text(text.replace("levels = [1, 2, 3, 4]", "levels = [1, 5]"))
+    bad.write_text(re.sub(r"levels = \[[0-9, ]*\]", "levels = [1, 9]", text))
     with pytest.raises(ForesightError, match=r"\[forecast.capabilities\] levels must be"):
         load_forecast_config(bad)
     bad.write_text(text.replace("[forecast.capabilities]", "[capabilities]"))
@@ -172,12 +198,26 @@ def test_capabilities_section_is_validated_and_named(tmp_path):
     for override, message in (("forecast.capabilities.samples=1", "samples must be at least 2"),
                               ("forecast.capabilities.problems_per_level=26", "problems_per_level must be between"),
                               ("forecast.capabilities.temperature=0", "temperature must be > 0"),
+                              ("forecast.capabilities.max_samples=50", "max_samples must be 0 or at least samples"),
                               ("forecast.capabilties.samples=4", "unknown key 'forecast.capabilties.samples'")):
         with pytest.raises(ForesightError, match=re.escape(message)):
             load_forecast_config(REPO / "configs/forecast-cpu-capabilities.toml", [override])
     # an override can also add the section to a loss-only config
     added = load_forecast_config(REPO / "configs/forecast-cpu.toml", ["forecast.capabilities.samples=8"])
     assert added.capabilities.samples == 8
+
+
+def test_smaller_ladder_models_draw_more_samples():
+    from foresight.scaling.capabilities import samples_for
+
+    cc = load_forecast_config(REPO / "configs/forecast-cpu-capabilities.toml").capabilities
+    cc.samples, cc.max_samples = 100, 1000
+    assert samples_for(cc, 2e12, 2e12) == 100  # the largest ladder run
+    assert samples_for(cc, 2e13, 2e12) == 100  # the target: never fewer than `samples`
+    assert samples_for(cc, 2e12 / 30, 2e12) == round(100 * math.sqrt(30))  # 548
+    assert samples_for(cc, 2e8, 2e12) == 1000  # capped
+    cc.max_samples = 0
+    assert samples_for(cc, 2e8, 2e12) == 100  # off: the same for every model
 
 
 # ----- end to end (slow) ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from foresight.data.shards import shard_dtype, unigram_entropy
 from foresight.data.sources import ARTIFACTS, sha256_file
 from foresight.data.tokenizer import Tokenizer, parse_spec, slug
 from foresight.errors import ForesightError
+from foresight.evals.exercises import LEVELS as EXERCISE_LEVELS
 
 DEFAULT_VAL_FRACTION = 0.05
 BPE_TRAINING_BYTES = 40_000_000  # the BPE learns its merges from at most this much training text (spread evenly)
@@ -61,7 +62,8 @@ def prepare(corpus: str = "default", tokenizer: str = "bpe:8192", root: Path | N
     request = {"corpus": corpus if not text_files else None, "text_files": text_files, "tokenizer": tokenizer,
                "max_bytes": max_bytes, "val_fraction": val_fraction, "seed": seed}
     if not text_files and "exercises" in CORPORA[corpus]:
-        request["exercises"] = TRAIN_EXERCISES  # a changed count must rebuild, not silently reuse the old shards
+        # a changed count or set of levels must rebuild, not silently reuse the old shards
+        request["exercises"] = {"count": TRAIN_EXERCISES, "levels": list(EXERCISE_LEVELS)}
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         earlier = json.loads(manifest_path.read_text()).get("request") or {}

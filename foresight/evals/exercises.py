@@ -10,6 +10,13 @@ docstring, at four levels of difficulty:
                                                      that are greater than 5."              sum([v for v in xs if v > 5])
     level 4  a conditional expression               "Return x plus 2 if x is greater than
                                                      5, else x times 3."                    x + 2 if x > 5 else x * 3
+    level 5  two named operations, no constant      "Return x doubled, then decremented."   (x * 2) - 1
+    level 6  three named operations                 "Return n squared, then halved, then
+                                                     negated."                              -((n ** 2) // 2)
+
+Levels 1-4 all need the constant in the docstring copied into the code; levels 5 and 6 name their operations with
+words whose code is fixed ("doubled" is always `* 2`), so they need the word-to-operator mapping and the order, and
+no copying (docs/capabilities.md: at CPU scale the copying switches on abruptly, the mapping does not).
 
 A problem is a dict with HumanEval's keys: task_id, prompt (signature + docstring), entry_point, canonical_solution
 (the body) and test (a `check(candidate)` function with asserts), plus level and `key`, its meaning without names:
@@ -28,12 +35,14 @@ but the reserved set — and so the corpus — stays the same.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 from collections.abc import Iterator
 
 SEED = 20261123
 HELD_OUT_PER_LEVEL = 25
-LEVELS = (1, 2, 3, 4)
+LEVELS = (1, 2, 3, 4, 5, 6)
 CONSTANTS = tuple(range(2, 14))  # 2..13: small numbers the tokenizer sees often; no 0 or 1 (x * 1, x // 1 are trivial)
 
 # Operations on a number with a constant: docstring phrase and code.
@@ -44,6 +53,19 @@ OPS = {
     "floordiv": ("integer-divided by", "{a} // {c}"),
     "mod": ("modulo", "{a} % {c}"),
 }
+# Levels 5-6: operations named by a word, each with fixed code (no constant to copy): docstring phrase and code.
+NAMED = {
+    "double": ("doubled", "{a} * 2"),
+    "triple": ("tripled", "{a} * 3"),
+    "halve": ("halved", "{a} // 2"),
+    "square": ("squared", "{a} ** 2"),
+    "negate": ("negated", "-{a}"),
+    "increment": ("incremented", "{a} + 1"),
+    "decrement": ("decremented", "{a} - 1"),
+    "last_digit": ("reduced to its last digit", "{a} % 10"),
+    "drop_digit": ("stripped of its last digit", "{a} // 10"),
+}
+NAMED_STEPS = {5: 2, 6: 3}  # operations per problem at each named level
 COMPARISONS = {"gt": ("greater than", ">"), "lt": ("less than", "<"), "eq": ("equal to", "==")}
 # Level 3: what is done with the items that pass the filter.
 AGGREGATES = {"list": ("the items of {xs} that are", "[v for v in {xs} if v {cmp} {c}]"),
@@ -77,6 +99,8 @@ def _random_key(level: int, rng: random.Random) -> tuple:
         return (rng.choice(list(AGGREGATES)), rng.choice(list(COMPARISONS)), c())
     if level == 4:
         return (op(), c(), rng.choice(list(COMPARISONS)), c(), op(), c())
+    if level in NAMED_STEPS:
+        return tuple(rng.choice(list(NAMED)) for _ in range(NAMED_STEPS[level]))
     raise ValueError(f"no exercise level {level}; levels are {LEVELS}")
 
 
@@ -105,7 +129,18 @@ def _code_and_doc(key: tuple, level: int, arg: str) -> tuple[str, str]:
         return (f"{then} if {arg} {COMPARISONS[cmp][1]} {t} else {other}",
                 f"Return {arg} {OPS[op1][0]} {c1} if {arg} is {COMPARISONS[cmp][0]} {t}, "
                 f"else {arg} {OPS[op2][0]} {c2}.")
+    if level in NAMED_STEPS:
+        return _named_expr(key, arg), f"Return {arg} " + ", then ".join(NAMED[step][0] for step in key) + "."
     raise ValueError(f"no exercise level {level}")
+
+
+def _named_expr(steps: tuple, arg: str) -> str:
+    """The code of named operations applied in order: each to the whole expression so far, parenthesised unless it
+    is the bare argument."""
+    expr = arg
+    for step in steps:
+        expr = NAMED[step][1].format(a=expr if expr == arg else f"({expr})")
+    return expr
 
 
 def _outputs(key: tuple, level: int) -> list:
@@ -118,8 +153,10 @@ def _every_part_matters(key: tuple, level: int) -> bool:
     """Whether changing any one operation, comparison, aggregate or constant of the key changes the outputs on the
     test inputs. Keeps degenerate problems out of the held-out set: in "Return n modulo 5, modulo 10." the second
     step does nothing, so a program with any other second constant passes its tests too."""
-    alternatives = [OPS, COMPARISONS, AGGREGATES, CONSTANTS]
+    alternatives = [OPS, COMPARISONS, AGGREGATES, CONSTANTS, NAMED]
     want = _outputs(key, level)
+    if level in NAMED_STEPS and want in _shorter_named_outputs(NAMED_STEPS[level]):
+        return False  # "halved, then doubled" is x rounded, but "doubled, then halved" is x: no step may cancel out
     for i, part in enumerate(key):
         for choices in alternatives:
             if part in choices:
@@ -127,6 +164,17 @@ def _every_part_matters(key: tuple, level: int) -> bool:
                     if other != part and _outputs(key[:i] + (other,) + key[i + 1:], level) == want:
                         return False
     return True
+
+
+@functools.lru_cache(maxsize=None)
+def _shorter_named_outputs(steps: int) -> tuple:
+    """The test outputs of every composition of fewer than `steps` named operations, the identity included."""
+    outputs = []
+    for n in range(steps):
+        for key in itertools.product(NAMED, repeat=n):
+            reference = eval(f"lambda a: {_named_expr(key, 'a')}")  # noqa: S307 (our own generated expression)
+            outputs.append([reference(x) for x in INT_INPUTS])
+    return tuple(outputs)
 
 
 def _render(key: tuple, level: int, name: str, arg: str, task_id: str, with_test: bool = True) -> dict:

@@ -29,6 +29,7 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from foresight.errors import ForesightError
@@ -255,8 +256,18 @@ def pass_rate_summary(result: dict) -> str:
             f"in the sandbox, {ch.get('syntax_errors', 0):,} did not compile ({result['seconds']:.0f}s)")
 
 
-def measure_models(models: list[tuple[str, Path]], out_dir: Path, cc, jobs: int = 0, say=print) -> list[dict]:
-    """Pass rates of each (name, run directory), as OUT_DIR/<name>.json, in that order.
+def samples_for(cc, compute: float, largest: float) -> int:
+    """Samples per problem for a ladder model of `compute` FLOPs when the largest one has `largest`: cc.samples
+    scaled by √(largest / compute), between cc.samples and cc.max_samples (see CapabilitiesConfig.max_samples)."""
+    if not cc.max_samples:
+        return cc.samples
+    return int(min(cc.max_samples, max(cc.samples, round(cc.samples * math.sqrt(largest / compute)))))
+
+
+def measure_models(models: list[tuple[str, Path]], out_dir: Path, cc, jobs: int = 0, say=print,
+                   samples: dict[str, int] | None = None) -> list[dict]:
+    """Pass rates of each (name, run directory), as OUT_DIR/<name>.json, in that order; `samples` overrides
+    cc.samples per model name.
 
     Resumable: a model whose file exists is not measured again. Each model is measured in its own process, `jobs`
     at a time (0: one per core), as the ladder is trained: sampling is single-threaded work on small matrices, so
@@ -272,8 +283,9 @@ def measure_models(models: list[tuple[str, Path]], out_dir: Path, cc, jobs: int 
         while pending and len(running) < jobs:
             name, model_dir = pending.pop(0)
             log = open(out_dir / f"{name}.log", "w")
+            table = config_to_dict(replace(cc, samples=(samples or {}).get(name, cc.samples)))
             cmd = [sys.executable, "-m", "foresight.scaling.capabilities", str(model_dir), str(out_dir / f"{name}.json"),
-                   json.dumps(config_to_dict(cc))]
+                   json.dumps(table)]
             running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.time(), log)
         time.sleep(0.2)
         for name, (proc, started, log) in list(running.items()):
@@ -450,16 +462,14 @@ def write_capability_figure(path: Path, fit: dict, rows: list[dict]) -> None:
         ax.set_xlabel("compute (fraction of the target's)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-        ax.set_ylim(bottom=0)
+        # scaled to the measurements, not to the band: with few runs the interval far from them is very wide
+        shown = [*b["y"], p["y"]] + ([actual[b["bucket"]]["actual"]] if b["bucket"] in actual else [])
+        ax.set_ylim(0, 1.3 * max(shown))
     axes[0][0].set_ylabel("−mean log pass rate")
     fig.suptitle("Capability forecast: held-out Python exercises", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-if __name__ == "__main__":
-    _worker(sys.argv[1:])
 
 
 def write_hindsight_figure(path: Path, rows: list[dict], c_target: float) -> None:
@@ -487,3 +497,7 @@ def write_hindsight_figure(path: Path, rows: list[dict], c_target: float) -> Non
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])

@@ -255,15 +255,19 @@ def _check_corpus_has_exercises(fc: ForecastConfig) -> None:
 def _capabilities_before_target(out: Path, fc: ForecastConfig, plan: dict, summaries: list[dict], c_target: float,
                                 stage, jobs: int) -> dict:
     """Measure the ladder's pass rates and fit the capability law; returns the fit (or {"error": why})."""
-    from foresight.scaling.capabilities import fit_capabilities, measure_models
+    from foresight.scaling.capabilities import fit_capabilities, measure_models, samples_for
 
     cc = fc.capabilities
     caps = out / "capabilities"
     names = [r["name"] for r in plan["runs"]]
+    largest = max(r["compute"] for r in plan["runs"])
+    samples = {r["name"]: samples_for(cc, r["compute"], largest) for r in plan["runs"]}
     done = all((caps / "ladder" / f"{n}.json").is_file() for n in names)
+    drawn = f"{cc.samples}" if len(set(samples.values())) == 1 else \
+        f"{samples[names[0]]} (smallest run) to {samples[names[-1]]}"
     stage(f"measure the ladder's pass rates ({len(cc.levels) * cc.problems_per_level} held-out exercises x "
-          f"{cc.samples} samples)", done)
-    measured = measure_models([(n, out / "runs" / n) for n in names], caps / "ladder", cc, jobs, _say)
+          f"{drawn} samples)", done)
+    measured = measure_models([(n, out / "runs" / n) for n in names], caps / "ladder", cc, jobs, _say, samples)
     for m, s in zip(measured, summaries):
         m["compute"] = s["flops"]
 
@@ -327,6 +331,7 @@ def _capabilities_after_target(out: Path, fc: ForecastConfig, caps_fit: dict, st
     result = {"problems": len(target["problems"]), "samples": cc.samples, "temperature": cc.temperature,
               "levels": cc.levels, "target_pass_rates": _mean_pass_rates(target), "hindsight_neglect": hindsight,
               "ladder_pass_rates": {m["model"]: _mean_pass_rates(m) for m in ladder},
+              "ladder_samples": {m["model"]: m["samples"] for m in ladder},
               # time spent sampling and checking (the ladder's models ran `jobs` at a time)
               "measure_seconds": {"ladder": sum(m["seconds"] for m in ladder), "target": target["seconds"]}}
     if "error" in caps_fit:

@@ -59,8 +59,12 @@ class CapabilitiesConfig:
     # Held-out exercises per difficulty level (at most foresight.evals.exercises.HELD_OUT_PER_LEVEL = 25).
     problems_per_level: int = 20
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
-    # Samples drawn per problem and model; a pass rate is resolved to 1/samples.
+    # Samples drawn per problem by the largest ladder model and the target; a pass rate is resolved to 1/samples.
     samples: int = 100
+    # Smaller ladder models draw samples·√(C_largest / C), at most this many (0: `samples` for every model). Their
+    # pass rates are smaller and the spread of log(c/n) is about 1/√(n·p), so a fixed n leaves the small models'
+    # rarely solved problems at zero, and the fit (problems solved by every ladder model) with almost none.
+    max_samples: int = 0
     # Sampling: temperature 1 and no cuts draw from the model's own distribution, so the pass rate is the chance
     # the model writes a correct program — a smooth function of the model, which is what a scaling law can follow.
     temperature: float = 1.0
@@ -83,6 +87,8 @@ class CapabilitiesConfig:
             raise ValueError(f"levels must be distinct levels from {list(LEVELS)}, not {self.levels}")
         if self.samples < 2:
             raise ValueError(f"samples must be at least 2, not {self.samples}")
+        if self.max_samples and self.max_samples < self.samples:
+            raise ValueError(f"max_samples must be 0 or at least samples ({self.samples}), not {self.max_samples}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0 (a pass rate needs sampling), not {self.temperature}")
         if not 0 < self.top_p <= 1:
