@@ -179,7 +179,9 @@ def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
         compute = c_max / lc.span ** (1 - i / (lc.runs - 1))
         model, tokens = size_for_compute(compute, lc, target.model, target.train.seq_len)
         batch = ladder_batch(tokens, target_tokens, target.train.batch_size, target.train.seq_len, lc)
-        steps = max(1, math.ceil(tokens / (batch * target.train.seq_len)))
+        # whole steps, rounded down: a run never uses more than its planned compute, so the extrapolation to the
+        # target is at least ladder.extrapolation (the "at most 1/1,000 of the target" on the GPU config)
+        steps = max(1, tokens // (batch * target.train.seq_len))
         train = TrainConfig(**{**config_to_dict(target.train), "tokens": steps * batch * target.train.seq_len,
                                "flops": 0.0, "tokens_per_param": 0.0, "batch_size": batch, "micro_batch_size": 0,
                                "eval_every": lc.eval_every, "checkpoint_every": max(50, steps // 4)})
@@ -196,7 +198,7 @@ def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
             "config": run_cfg,
         })
     largest = runs[-1]["compute"]
-    if largest > c_target / 10 * 1.05:  # (5% slack: tokens round up to whole steps)
+    if largest > c_target / 10:
         raise ForesightError(f"the largest ladder run ({largest:.3g} FLOPs) is over a tenth of the target "
                              f"({c_target:.3g}); raise ladder.extrapolation or the target's compute")
     return runs
