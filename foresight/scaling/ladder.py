@@ -10,15 +10,15 @@ import copy
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from foresight.config import RunConfig, TrainConfig, config_from_dict, config_to_dict, dump_config, load_config
+from foresight.config import RunConfig, TrainConfig, config_from_dict, config_to_dict, dump_config, read_toml
 from foresight.errors import ForesightError
 from foresight.model.config import ModelConfig
+from foresight.processes import run_jobs
 from foresight.train.checkpoint import atomic_write_text
 from foresight.train.flops import flops_per_token, non_embedding_params, total_params
 from foresight.train.trainer import plan_length
@@ -253,31 +253,14 @@ def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
             f"({jobs} at a time)")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     queue = sorted(pending, key=lambda n: -next(r["compute"] for r in plan["runs"] if r["name"] == n))
-    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    failures = []
-    while queue or running:
-        while queue and len(running) < jobs:
-            name = queue.pop(0)
-            run_dir = out / "runs" / name
-            run_dir.mkdir(parents=True, exist_ok=True)
-            log = open(run_dir / "train.log", "a")
-            proc = subprocess.Popen(_train_command(out / "configs" / f"{name}.toml", run_dir, threads),
-                                    stdout=log, stderr=subprocess.STDOUT)
-            running[name] = (proc, time.time(), log)
-        time.sleep(0.2)
-        for name, (proc, started, log) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            log.close()
-            del running[name]
-            if proc.returncode != 0:
-                tail = (out / "runs" / name / "train.log").read_text().strip().splitlines()[-1:]
-                failures.append(f"{name}: {tail[0] if tail else 'exit ' + str(proc.returncode)}")
-                say(f"  {name} failed: {failures[-1]}")
-            else:
-                s = json.loads((out / "runs" / name / "summary.json").read_text())
-                say(f"  {name}: {s['flops']:.2e} FLOPs, {s['params']:,} params, {s['tokens']:,} tokens -> "
-                    f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
+
+    def done(name: str, started: float) -> None:
+        s = json.loads((out / "runs" / name / "summary.json").read_text())
+        say(f"  {name}: {s['flops']:.2e} FLOPs, {s['params']:,} params, {s['tokens']:,} tokens -> "
+            f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
+
+    failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads),
+                          out / "runs" / n / "train.log") for n in queue], jobs, done, say, log_mode="a")
     if failures:
         raise ForesightError(f"{len(failures)} ladder run(s) failed (see their train.log): " + "; ".join(failures))
     return [json.loads((out / "runs" / n / "summary.json").read_text()) for n in names]
@@ -300,15 +283,8 @@ def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfi
     generic loader would accept an optional table too, but its error for a bad key inside one names only the
     table, while this way the message names the key (`forecast.capabilities.sampels`, with the closest valid
     one). `--set forecast.capabilities.KEY=VALUE` overrides go to it, and create the table if the file has none."""
-    import tomllib
-
     path = Path(path)
-    if not path.is_file():
-        raise ForesightError(f"config file not found: {path}")
-    try:
-        table = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ForesightError(f"{path}: not valid TOML: {e}") from None
+    table = read_toml(path)
     if "capabilities" in table:
         raise ForesightError(f"{path}: the capabilities table is [forecast.capabilities], not [capabilities]")
     forecast_table = table.pop("forecast", None)

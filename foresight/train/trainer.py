@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from foresight.config import RunConfig, config_from_dict, config_to_dict, dump_config
+from foresight.config import RunConfig, config_to_dict, dump_config, load_config
 from foresight.errors import ForesightError
 from foresight.model import Transformer
 from foresight.train import checkpoint as ckpt
@@ -82,9 +82,7 @@ def _check_resume_config(out: Path, cfg: RunConfig) -> None:
     saved_path = out / "config.toml"
     if not saved_path.is_file():
         return
-    import tomllib
-
-    saved = config_to_dict(config_from_dict(RunConfig, tomllib.loads(saved_path.read_text()), source=str(saved_path)))
+    saved = config_to_dict(load_config(saved_path))
     now = config_to_dict(cfg)
     diffs = [f"{sec}.{k}: {saved[sec].get(k)!r} -> {v!r}" for sec in now for k, v in now[sec].items()
              if saved.get(sec, {}).get(k) != v and not (sec, k) in {("train", "threads"), ("train", "device")}]

@@ -1,0 +1,39 @@
+"""Run named subprocesses a few at a time, each writing to its own log: the ladder's training runs and the
+capability forecast's pass-rate measurements both work this way."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int, on_success: Callable[[str, float], None],
+             say=print, log_mode: str = "w") -> list[str]:
+    """Run each (name, argv, log path) with stdout and stderr to the log, `parallel` at a time, in list order.
+
+    on_success(name, start time) is called as each job exits with status 0. Returns one "name: last log line" per
+    failed job (the caller decides how to report them); a failure does not stop the other jobs."""
+    queue = list(jobs)
+    running: dict[str, tuple[subprocess.Popen, float, object, Path]] = {}
+    failures = []
+    while queue or running:
+        while queue and len(running) < parallel:
+            name, argv, log_path = queue.pop(0)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, log_mode)
+            running[name] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), time.time(), log, log_path)
+        time.sleep(0.2)
+        for name, (proc, started, log, log_path) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if proc.returncode != 0:
+                tail = log_path.read_text().strip().splitlines()[-1:]
+                failures.append(f"{name}: {tail[0] if tail else 'exit ' + str(proc.returncode)}")
+                say(f"  {name} failed: {failures[-1]}")
+            else:
+                on_success(name, started)
+    return failures
