@@ -24,8 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from foresight.errors import ForesightError  # noqa: E402
-from foresight.scaling.fit import fit_power_law  # noqa: E402
-from foresight.scaling.forecast import _vocab_size  # noqa: E402
+from foresight.scaling.forecast import _fit_ladder, resolve_vocab  # noqa: E402
 from foresight.scaling.ladder import load_forecast_config, plan_ladder, run_ladder, write_plan  # noqa: E402
 from foresight.train.checkpoint import atomic_write_text  # noqa: E402
 
@@ -49,17 +48,15 @@ def _targets(specs: list[str]) -> dict[int, float]:
 def sweep_one(config: Path, factor: float, seed: int, folder: Path, jobs: int) -> dict:
     overrides = [f"ladder.extrapolation={factor:g}", f"target.train.seed={seed}"]
     fc = load_forecast_config(config, overrides)
-    plan = write_plan(plan_ladder(fc, _vocab_size(fc)), folder, fc.target)
+    vocab = resolve_vocab(fc)  # before write_plan: the target's compute counts its output head
+    plan = write_plan(plan_ladder(fc, vocab), folder, fc.target)
     summaries = run_ladder(folder, jobs=jobs, say=lambda msg: print(f"  [{factor:g}x seed {seed}] {msg}"))
-    flops = [s["flops"] for s in summaries]
-    losses = [s["final_val_loss"] for s in summaries]
-    fit = fit_power_law(flops, losses)
-    c_target = plan["target_compute"]
-    low, high = fit.interval(c_target)
-    return {"factor": factor, "seed": seed, "extrapolation": plan["extrapolation"], "predicted": fit.predict(c_target),
-            "low": low, "high": high, "ladder": [{"compute": f, "loss": y, "steps": r["steps"],
-                                                   "tokens_per_param": r["tokens_per_param"], "name": r["name"]}
-                                                  for f, y, r in zip(flops, losses, plan["runs"])]}
+    prediction = _fit_ladder(folder, summaries, plan["target_compute"])["prediction"]  # as `foresight forecast` fits
+    return {"factor": factor, "seed": seed, "extrapolation": plan["extrapolation"], "predicted": prediction["y"],
+            "low": prediction["low"], "high": prediction["high"],
+            "ladder": [{"compute": s["flops"], "loss": s["final_val_loss"], "steps": r["steps"],
+                        "tokens_per_param": r["tokens_per_param"], "name": r["name"]}
+                       for s, r in zip(summaries, plan["runs"])]}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -95,9 +92,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=0)
     args = parser.parse_args()
     try:
-        actual = _targets(args.target)
+        run(args)
     except ForesightError as e:
         raise SystemExit(f"error: {e}")
+
+
+def run(args) -> None:
+    actual = _targets(args.target)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "sweep.json"
     rows = json.loads(results_path.read_text()) if results_path.is_file() else []

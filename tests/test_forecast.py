@@ -83,6 +83,13 @@ def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
     verify = subprocess.run([sys.executable, "-m", "foresight", "ledger", "verify", str(out / "ledger.jsonl")],
                             capture_output=True, text=True, cwd=REPO)
     assert verify.returncode == 0, verify.stderr
+    # `foresight ladder plan` on the same config plans what the forecast planned, target compute included (it
+    # once left the output head out of the target's FLOPs by planning before vocab_size = 0 was resolved)
+    plan_only = subprocess.run([sys.executable, "-m", "foresight", "ladder", "plan", "configs/forecast-cpu.toml",
+                                "--out", str(tmp_path / "plan"), *_mini_overrides(small_dataset)],
+                               capture_output=True, text=True, cwd=REPO)
+    assert plan_only.returncode == 0, plan_only.stderr
+    assert json.loads((tmp_path / "plan" / "plan.json").read_text()) == json.loads((out / "plan.json").read_text())
 
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and again.stdout.count("(done, skipped)") == 5

@@ -61,11 +61,17 @@ class _Stages:
         _say(f"[{self.n}/{self.total}] {name}" + (" (done, skipped)" if done else ""))
 
 
-def _vocab_size(fc: ForecastConfig) -> int:
+def resolve_vocab(fc: ForecastConfig) -> int:
+    """The prepared corpus's vocabulary size, also written into the target's `vocab_size = 0` ("from the
+    tokenizer"), so that everything computed from the target (its compute, the plan's extrapolation) counts the
+    output head. Returns the vocabulary size."""
     from foresight.data.shards import read_manifest
     from foresight.train.trainer import resolve_data_dir
 
-    return read_manifest(resolve_data_dir(fc.target))["tokenizer"]["vocab_size"]
+    vocab = read_manifest(resolve_data_dir(fc.target))["tokenizer"]["vocab_size"]
+    if fc.target.model.vocab_size == 0:
+        fc.target.model.vocab_size = vocab
+    return vocab
 
 
 def _check_config(out: Path, fc: ForecastConfig) -> None:
@@ -114,9 +120,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     t0 = time.time()
     fc = load_forecast_config(config_path, overrides)
     out = Path(out)
-    vocab = _vocab_size(fc)
-    if fc.target.model.vocab_size == 0:
-        fc.target.model.vocab_size = vocab
+    vocab = resolve_vocab(fc)
     _check_config(out, fc)
     c_target = target_compute(fc.target)
     target_dir = out / "target"

@@ -37,11 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _plan(args) -> int:
-    from foresight.scaling.forecast import _vocab_size
+    from foresight.scaling.forecast import resolve_vocab
     from foresight.scaling.ladder import load_forecast_config, plan_ladder, write_plan
 
     fc = load_forecast_config(args.config, args.overrides)
-    plan = write_plan(plan_ladder(fc, _vocab_size(fc)), args.out, fc.target)
+    vocab = resolve_vocab(fc)  # before write_plan: the target's compute counts its output head
+    plan = write_plan(plan_ladder(fc, vocab), args.out, fc.target)
     for r in plan["runs"]:
         print(f"{r['name']}: {r['compute']:.2e} FLOPs, {r['params']:,} params, {r['tokens']:,} tokens, "
               f"batch {r['batch_size']}, {r['steps']} steps")
