@@ -22,6 +22,7 @@ def test_tiny_config_loads_and_round_trips(tmp_path):
     ({"train": {"tokens": 10, "flops": 1e9}}, "set exactly one of train.tokens, train.flops, train.tokens_per_param"),
     ({"train": {}}, "set exactly one of"),
     ({"train": {"tokens": 10}, "model": {"d_model": 100, "n_heads": 3}}, "d_model (100) must be divisible by n_heads"),
+    ({"train": {"tokens": 10}, "model": {"embed_mult": 0.0}}, "embed_mult must be positive, not 0.0"),
     ({"train": {"tokens": 10, "seq_len": 1024}}, "train.seq_len (1024) exceeds model.max_seq_len"),
 ])
 def test_bad_configs_are_named(table, expected):

@@ -59,8 +59,10 @@ CASES = {
     # muP at twice its base width, head_dim 16 but base head_dim 8: attention scale and logit multiplier both differ
     # from Llama's, so both must be folded into the exported weights.
     "mup": dict(parametrization="mup", mup_base_width=32, mup_base_head_dim=8, output_mult=3.0),
+    "mup-embed-mult": dict(parametrization="mup", mup_base_width=32, mup_base_head_dim=8, embed_mult=10.0),
     "sp-tied": dict(parametrization="sp", tie_embeddings=True),
     "sp-tied-output-mult": dict(parametrization="sp", tie_embeddings=True, output_mult=0.5),  # exported untied
+    "sp-tied-embed-mult": dict(parametrization="sp", tie_embeddings=True, embed_mult=2.0),  # exported untied
 }
 
 

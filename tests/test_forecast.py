@@ -100,3 +100,27 @@ def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
 
     changed = subprocess.run(cmd + ["--set", "target.train.lr=0.02"], capture_output=True, text=True, cwd=REPO)
     assert changed.returncode == 2 and "different config" in changed.stderr
+
+
+def test_isoflop_grid_plans_each_shape_at_the_ladder_levels():
+    """scripts/isoflop_grid.py: the ladder's own run is one of the grid's shapes at every level, every run spends
+    its level's compute (to whole steps), and shapes too far from compute-optimal are left out."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("isoflop_grid", REPO / "scripts/isoflop_grid.py")
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    fc = load_forecast_config(REPO / "configs/forecast-cpu.toml")
+    fc.target.model.vocab_size = 1024
+    ladder = plan_ladder(fc, 1024)
+    shapes = [(32, 1), (32, 2), (48, 2), (64, 2), (80, 2)]
+    runs = grid.plan_grid(fc, shapes, (3.0, 150.0))
+    assert {r["level"] for r in runs} == set(range(len(ladder)))
+    for level, planned in enumerate(ladder):
+        at = [r for r in runs if r["level"] == level]
+        assert all(3.0 <= r["tokens_per_param"] <= 150.0 for r in at)
+        assert len(at) < len(shapes)  # some shape is always out of range at these sizes
+        assert all(abs(r["compute"] / planned["compute"] - 1) < 0.05 for r in at)
+        assert planned["name"].split("_", 1)[1] in {r["name"].split("_", 1)[1] for r in at}
+    with pytest.raises(ForesightError, match="not WIDTHxLAYERS"):
+        grid._shape("48-2")

@@ -34,6 +34,11 @@ class ModelConfig:
     init_std: float = 0.02
     # Multiplier on the logits (under muP it is further divided by the width multiplier).
     output_mult: float = 1.0
+    # Multiplier on the token embeddings as they enter the residual stream (muP's input multiplier; 1 = none).
+    # Why it matters for small models: with embeddings at init_std the token identity is a whisper next to the
+    # blocks' output, and a run can sit on the unigram plateau (~6 nats) for a seed-dependent number of steps.
+    # At 10 every ladder run leaves it at once (docs/LOG.md, 2026-11-24). Width-independent, so muP keeps it fixed.
+    embed_mult: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n_kv_heads == 0:
@@ -51,6 +56,8 @@ class ModelConfig:
             problems.append(f"parametrization must be 'mup' or 'sp', not {self.parametrization!r}")
         if self.parametrization == "mup" and self.tie_embeddings:
             problems.append("muP needs separate input and output embeddings: set tie_embeddings = false")
+        if not self.embed_mult > 0:
+            problems.append(f"embed_mult must be positive, not {self.embed_mult}")
         if self.vocab_size < 0:
             problems.append("vocab_size must be positive (or 0 to take the tokenizer's)")
         for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "mup_base_width"):

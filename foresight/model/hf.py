@@ -5,9 +5,10 @@ Three things differ between the two layouts, and this module owns all three:
 1. names:   model.layers.3.self_attn.o_proj.weight  <->  blocks.3.attn.out.weight, and so on (see `_LAYER_KEYS`);
 2. fusion:  HF keeps q/k/v and gate/up as separate matrices; we stack them into one `attn.qkv` and one `mlp.gate_up`
             (fewer, larger matmuls), concatenated along the output dimension in that order;
-3. scalars: our muP models scale attention logits by `cfg.attn_scale` (not 1/sqrt(head_dim)) and multiply the logits
-            by `model.logit_scale`. Llama has neither, so on export both are folded into weights: the query rows and
-            the output projection are multiplied by the factor that makes HF's arithmetic equal ours. Rotary
+3. scalars: our muP models scale attention logits by `cfg.attn_scale` (not 1/sqrt(head_dim)), multiply the logits
+            by `model.logit_scale` and may multiply the token embeddings by `cfg.embed_mult`. Llama has none of these,
+            so on export all are folded into weights: the query rows, the output projection and the embedding are
+            multiplied by the factor that makes HF's arithmetic equal ours. Rotary
             embeddings are a rotation, linear in q, so scaling q's projection scales q·k exactly.
 
 GGUF (llama.cpp) files are read with the `gguf` package and turned into the Hugging Face layout first; llama.cpp
@@ -97,9 +98,9 @@ def config_from_hf(hf: dict, where: str = "config.json") -> ModelConfig:
 
 
 def export_ties(cfg: ModelConfig, logit_scale: float) -> bool:
-    """Whether an export keeps input and output embeddings tied: a logit multiplier other than 1 cannot be folded
-    into a matrix the input side shares, so such a model is exported untied."""
-    return cfg.tie_embeddings and logit_scale == 1.0
+    """Whether an export keeps input and output embeddings tied: a logit or embedding multiplier other than 1 cannot
+    be folded into a matrix the other side shares, so such a model is exported untied."""
+    return cfg.tie_embeddings and logit_scale == 1.0 and cfg.embed_mult == 1.0
 
 
 def config_to_hf(cfg: ModelConfig, bos_id: int | None = None, eos_id: int | list[int] | None = None, *,
@@ -169,11 +170,13 @@ def state_dict_to_hf(state: dict[str, torch.Tensor], cfg: ModelConfig,
 
     - attention: HF computes softmax(q·k / sqrt(head_dim)), we compute softmax(q·k * cfg.attn_scale), so the query
       projection is multiplied by attn_scale * sqrt(head_dim) (1 under standard parametrization: left untouched);
-    - logits: ours are lm_head(x) * logit_scale, so lm_head is multiplied by logit_scale.
+    - logits: ours are lm_head(x) * logit_scale, so lm_head is multiplied by logit_scale;
+    - inputs: ours are embed(tokens) * cfg.embed_mult, so the embedding is multiplied by embed_mult.
 
     lm_head.weight is left out when the export stays tied (`export_ties`)."""
     q_factor = cfg.attn_scale * math.sqrt(cfg.head_dim)
-    hf = {"model.embed_tokens.weight": state["embed.weight"], "model.norm.weight": state["norm.weight"]}
+    embed = state["embed.weight"] * cfg.embed_mult if cfg.embed_mult != 1.0 else state["embed.weight"]
+    hf = {"model.embed_tokens.weight": embed, "model.norm.weight": state["norm.weight"]}
     if not export_ties(cfg, logit_scale):
         head = state.get("lm_head.weight", state["embed.weight"])  # a tied model's state may hold it only once
         hf["lm_head.weight"] = head * logit_scale  # a new tensor, never sharing memory with the embedding

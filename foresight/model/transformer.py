@@ -225,6 +225,8 @@ class Transformer(nn.Module):
         if positions is None:
             positions = torch.arange(start, start + T, device=tokens.device).expand(B, T)
         x = self.embed(tokens)
+        if self.cfg.embed_mult != 1.0:  # token embeddings only: external `embeds` come from their own projector
+            x = x * self.cfg.embed_mult
         if embeds is not None:
             x = x.masked_scatter(embeds_mask.unsqueeze(-1), embeds.to(x.dtype))
         cos, sin = self.rotary(positions)

@@ -165,6 +165,30 @@ def target_compute(target: RunConfig) -> float:
     return flops_per_token(target.model, target.train.seq_len) * tokens
 
 
+def ladder_run(name: str, model: ModelConfig, tokens: int, target: RunConfig, lc: LadderConfig) -> dict:
+    """One ladder run of `model` on about `tokens` tokens, trained as the target is (its batch from `ladder_batch`):
+    name, compute, sizes, and the full RunConfig. `target` must have its vocab_size resolved."""
+    target_tokens = plan_length(target)[1]
+    batch = ladder_batch(tokens, target_tokens, target.train.batch_size, target.train.seq_len, lc)
+    # whole steps, rounded down: a run never uses more than its planned compute, so the extrapolation to the
+    # target is at least ladder.extrapolation (the issue's "at most 1/1,000 of the target" on the GPU config)
+    steps = max(1, tokens // (batch * target.train.seq_len))
+    train = TrainConfig(**{**config_to_dict(target.train), "tokens": steps * batch * target.train.seq_len,
+                           "flops": 0.0, "tokens_per_param": 0.0, "batch_size": batch, "micro_batch_size": 0,
+                           "eval_every": lc.eval_every, "checkpoint_every": max(50, steps // 4)})
+    return {
+        "name": name,
+        "compute": flops_per_token(model, train.seq_len) * train.tokens,
+        "params": total_params(model),
+        "non_embedding_params": non_embedding_params(model),
+        "tokens": train.tokens,
+        "tokens_per_param": train.tokens / counted_params(model, lc),
+        "batch_size": batch,
+        "steps": steps,
+        "config": RunConfig(model=model, data=copy.deepcopy(target.data), train=train),
+    }
+
+
 def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
     """The ladder runs: name, compute, model and training settings, and the full RunConfig of each."""
     target = copy.deepcopy(fc.target)
@@ -172,31 +196,12 @@ def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
         target.model.vocab_size = vocab_size
     lc = fc.ladder
     c_target = target_compute(target)
-    target_tokens = plan_length(target)[1]
     c_max = c_target / lc.extrapolation
     runs = []
     for i in range(lc.runs):
         compute = c_max / lc.span ** (1 - i / (lc.runs - 1))
         model, tokens = size_for_compute(compute, lc, target.model, target.train.seq_len)
-        batch = ladder_batch(tokens, target_tokens, target.train.batch_size, target.train.seq_len, lc)
-        # whole steps, rounded down: a run never uses more than its planned compute, so the extrapolation to the
-        # target is at least ladder.extrapolation (the issue's "at most 1/1,000 of the target" on the GPU config)
-        steps = max(1, tokens // (batch * target.train.seq_len))
-        train = TrainConfig(**{**config_to_dict(target.train), "tokens": steps * batch * target.train.seq_len,
-                               "flops": 0.0, "tokens_per_param": 0.0, "batch_size": batch, "micro_batch_size": 0,
-                               "eval_every": lc.eval_every, "checkpoint_every": max(50, steps // 4)})
-        run_cfg = RunConfig(model=model, data=copy.deepcopy(target.data), train=train)
-        runs.append({
-            "name": f"run{i:02d}_d{model.d_model}_l{model.n_layers}",
-            "compute": flops_per_token(model, train.seq_len) * train.tokens,
-            "params": total_params(model),
-            "non_embedding_params": non_embedding_params(model),
-            "tokens": train.tokens,
-            "tokens_per_param": train.tokens / counted_params(model, lc),
-            "batch_size": batch,
-            "steps": steps,
-            "config": run_cfg,
-        })
+        runs.append(ladder_run(f"run{i:02d}_d{model.d_model}_l{model.n_layers}", model, tokens, target, lc))
     largest = runs[-1]["compute"]
     if largest > c_target / 10:
         raise ForesightError(f"the largest ladder run ({largest:.3g} FLOPs) is over a tenth of the target "
