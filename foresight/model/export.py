@@ -1,9 +1,9 @@
 """Export any MODEL as a Hugging Face folder that `transformers` loads as a plain LlamaForCausalLM.
 
 The folder holds config.json, generation_config.json, model.safetensors and the tokenizer (tokenizer.json,
-tokenizer_config.json, chat_template.jinja when the model has one). Our muP scalars (attention scale, logit
-and embedding multipliers) are folded into the weights by `hf.state_dict_to_hf`, so the exported model computes the same logits
-with stock Llama code. The folder is written next to DIR under a temporary name and renamed into place, so an
+tokenizer_config.json, chat_template.jinja when the model has one). Our muP scalars (attention scale, logit and
+embedding multipliers) are folded into the weights by `hf.state_dict_to_hf`, so the exported model computes the same
+logits with stock Llama code. The folder is written next to DIR under a temporary name and renamed into place, so an
 interrupted export leaves no half-written DIR.
 """
 

@@ -8,8 +8,8 @@ Three things differ between the two layouts, and this module owns all three:
 3. scalars: our muP models scale attention logits by `cfg.attn_scale` (not 1/sqrt(head_dim)), multiply the logits
             by `model.logit_scale` and may multiply the token embeddings by `cfg.embed_mult`. Llama has none of these,
             so on export all are folded into weights: the query rows, the output projection and the embedding are
-            multiplied by the factor that makes HF's arithmetic equal ours. Rotary
-            embeddings are a rotation, linear in q, so scaling q's projection scales q·k exactly.
+            multiplied by the factor that makes HF's arithmetic equal ours. Rotary embeddings are a rotation, linear
+            in q, so scaling q's projection scales q·k exactly.
 
 GGUF (llama.cpp) files are read with the `gguf` package and turned into the Hugging Face layout first; llama.cpp
 stores q and k with each head's rotary halves interleaved, which `unpermute_rotary` undoes.
