@@ -124,6 +124,45 @@ def test_power_law_recovers_known_parameters_and_interval_covers():
     assert fit.predict(1e20) == pytest.approx(truth(1e20), rel=0.01)
 
 
+def test_log_linear_law_recovers_a_line_in_log_compute_and_its_gradient_is_exact():
+    """The local law L = alpha - beta*ln C: a noisy straight line is recovered (against numpy's least squares on the
+    same points), and its analytic Jacobian matches finite differences."""
+    from foresight.scaling.fit import fit_law
+    from foresight.scaling.laws import get_law
+
+    rng = np.random.default_rng(1)
+    c = np.logspace(11, 13, 6)
+    y = (6.0 - 0.09 * np.log(c)) * np.exp(rng.normal(0, 0.002, c.size))
+    fit = fit_law("log_linear", c, y)
+    slope, intercept = np.polyfit(np.log(c), y, 1)
+    assert fit.params["beta"] == pytest.approx(-slope, rel=0.05)
+    assert fit.params["alpha"] == pytest.approx(intercept, rel=0.01)
+    truth = 6.0 - 0.09 * np.log(1e14)
+    assert fit.predict(1e14) == pytest.approx(truth, rel=0.01)
+    low, high = fit.interval(1e14)
+    assert low < truth < high
+    law, theta, logx = get_law("log_linear"), np.array([3.1, 0.2]), np.array([[-1.0], [0.0], [2.0]])
+    _, jac = law.log_value_and_jacobian(theta, logx)
+    for k in range(2):
+        step = np.zeros(2)
+        step[k] = 1e-6
+        numeric = (law.log_value(theta + step, logx) - law.log_value(theta - step, logx)) / 2e-6
+        assert np.allclose(jac[:, k], numeric, rtol=1e-6)
+
+
+def test_fit_cli_law_choice(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("compute,loss,n,d\n1e11,3.90,1,1\n2e11,3.72,2,2\n4e11,3.55,3,3\n8e11,3.37,4,4\n")
+    r = _cli("fit", path, "--x", "compute", "--y", "loss", "--law", "log_linear", "--predict", "8e12", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["law"] == "log_linear" and set(out["params"]) == {"alpha", "beta"}
+    slope, intercept = np.polyfit(np.log([1e11, 2e11, 4e11, 8e11]), [3.90, 3.72, 3.55, 3.37], 1)
+    assert out["predictions"][0]["y"] == pytest.approx(intercept + slope * math.log(8e12), rel=0.002)
+    r = _cli("fit", path, "--n", "n", "--d", "d", "--y", "loss", "--law", "log_linear")
+    assert r.returncode == 2 and "one-variable law" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("y, message", [
     ([3.0, 2.8], "at least 3 points"),
     ([3.0, 3.1, 3.2, 3.3], "does not fall"),

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from foresight.data.sources import sha256_file
 from foresight.errors import ForesightError
+from foresight.scaling.laws import LAWS
 
+ONE_VARIABLE_LAWS = tuple(name for name, law in LAWS.items() if law.n_inputs == 1)
 LADDER_X, LADDER_Y = "flops", "final_val_loss"
 _OPS = {"<=": operator.le, ">=": operator.ge, "!=": operator.ne, "=": operator.eq, "<": operator.lt, ">": operator.gt}
 
@@ -63,6 +65,9 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--y", help=f"loss column (default for a ladder: {LADDER_Y})")
     p.add_argument("--n", help="parameter-count column: fit the two-variable law L(N, D) (needs --d)")
     p.add_argument("--d", help="token-count column for L(N, D)")
+    p.add_argument("--law", choices=ONE_VARIABLE_LAWS, default="power",
+                   help="the one-variable law: power (a*C^-b + c, the default), power_no_offset (a*C^-b) or "
+                        "log_linear (alpha - beta*ln C, a local law; see docs/fitting.md)")
     p.add_argument("--where", action="append", default=[], metavar="COL<OP>VALUE",
                    help="keep only rows matching, e.g. dataset=rpj or C_6ND<=2.1e19 (ops = != < <= > >=); "
                         "repeatable")
@@ -150,6 +155,8 @@ def load_points(args) -> dict:
                                  "--y COL for L(N, D))")
     else:
         raise ForesightError(f"{src} does not exist (expected a ladder directory or a CSV file)")
+    if args.n and args.law != "power":
+        raise ForesightError(f"--law {args.law} is a one-variable law: leave out --n/--d, or --law")
     if bool(args.n) != bool(args.d):
         raise ForesightError("--n and --d go together (the two-variable law L(N, D) needs both)")
     for spec in args.where:
@@ -165,7 +172,7 @@ def load_points(args) -> dict:
         law, names = "chinchilla", (args.n, args.d)
     else:
         inputs = [_number(r, x_col, src, lab) for r, lab in zip(rows, labels)]
-        law, names = "power", (x_col,)
+        law, names = args.law, (x_col,)
     hashes = {lab: r.get("_sha256") or hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()
               for lab, r in zip(labels, rows)}
     return {"law": law, "inputs": inputs, "y": y, "labels": labels, "names": names, "y_name": y_col,

@@ -13,6 +13,11 @@ Laws:
   power            L(C)    = a·C^(-b) + c              (GPT-4 report's form; the default)
   power_no_offset  L(C)    = a·C^(-b)                  (e.g. -E[log pass_rate] = α·C^(-k) for capabilities)
   chinchilla       L(N, D) = E + A/N^α + B/D^β          (Hoffmann et al. 2022)
+  log_linear       L(C)    = α − β·ln C                (a local law: a straight line in log-compute)
+
+Why log_linear: on 2-core CPU ladders (5e11–1.5e14 FLOPs) the loss falls a steady ~0.17 nats per doubling of
+compute, and its local exponent rises, which no a·C^(-b) + c with c ≥ 0 can follow (docs/fitting.md, last section).
+A line goes negative far enough out, so it is only ever a local law: never the default.
 """
 
 from __future__ import annotations
@@ -176,7 +181,39 @@ class ChinchillaLaw(Law):
         return np.array([theta[1], theta[3]])
 
 
-LAWS: dict[str, Law] = {law.name: law for law in (PowerLaw(), PowerLawNoOffset(), ChinchillaLaw())}
+class LogLinearLaw(Law):
+    """L(C) = α − β·ln C, as log L = log(L_ref − β·u) with u = log(C / C_ref) and L_ref the line's value at C_ref."""
+
+    def __init__(self) -> None:
+        super().__init__(name="log_linear", formula="L(C) = alpha - beta*ln(C)", n_inputs=1,
+                         theta_names=("L_ref", "beta"))
+
+    def log_value_and_jacobian(self, theta, logx):
+        l_ref, beta = theta
+        u = logx[:, 0]
+        # where the line has reached zero there is no log: a tiny floor keeps the optimiser's objective finite (and
+        # enormous), and predictions there come out as ~0, which `FitResult` users see as an absurd loss
+        value = np.maximum(l_ref - beta * u, 1e-300)
+        return np.log(value), np.stack([1.0 / value, -u / value], axis=1)
+
+    def starts(self, logx, logy):
+        u, y = logx[:, 0], np.exp(logy)
+        slope, intercept = np.polyfit(u, y, 1) if len(np.unique(u)) > 1 else (0.0, float(np.mean(y)))
+        return np.array([[intercept, -slope], [intercept, -0.5 * slope], [float(np.mean(y)), 0.01]])
+
+    def bounds(self):
+        return [(1e-9, None), (None, None)]
+
+    def params(self, theta, log_ref):
+        l_ref, beta = theta
+        # L_ref − β·(ln C − ln C_ref) = (L_ref + β·ln C_ref) − β·ln C
+        return {"alpha": float(l_ref + beta * log_ref[0]), "beta": float(beta)}
+
+    def decay_exponents(self, theta):
+        return np.array([theta[1]])
+
+
+LAWS: dict[str, Law] = {law.name: law for law in (PowerLaw(), PowerLawNoOffset(), ChinchillaLaw(), LogLinearLaw())}
 
 
 def get_law(name: str) -> Law:
