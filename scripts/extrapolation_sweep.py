@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from foresight.errors import ForesightError  # noqa: E402
-from foresight.scaling.forecast import _fit_ladder, resolve_vocab  # noqa: E402
+from foresight.scaling.forecast import _fit_ladder, finished_forecast, resolve_vocab  # noqa: E402
 from foresight.scaling.ladder import load_forecast_config, plan_ladder, run_ladder, write_plan  # noqa: E402
 from foresight.train.checkpoint import atomic_write_text  # noqa: E402
 
@@ -35,13 +35,9 @@ def _targets(specs: list[str]) -> dict[int, float]:
     out = {}
     for spec in specs:
         seed, _, folder = spec.partition("=")
-        path = Path(folder) / "forecast.json"
-        if not seed.strip().isdigit() or not path.is_file():
+        if not seed.strip().isdigit() or not folder:
             raise ForesightError(f"--target {spec!r}: expected SEED=DIR with DIR/forecast.json")
-        report = json.loads(path.read_text())
-        if report.get("actual_loss") is None:
-            raise ForesightError(f"{path}: the target run has not finished (no actual_loss)")
-        out[int(seed)] = float(report["actual_loss"])
+        out[int(seed)] = float(finished_forecast(Path(folder))["actual_loss"])
     return out
 
 

@@ -24,12 +24,10 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from foresight.config import config_to_dict  # noqa: E402
 from foresight.errors import ForesightError  # noqa: E402
-from foresight.model.config import ModelConfig  # noqa: E402
-from foresight.scaling.forecast import resolve_vocab  # noqa: E402
-from foresight.scaling.ladder import (ladder_run, load_forecast_config, run_ladder, target_compute,  # noqa: E402
-                                      write_plan)
+from foresight.scaling.forecast import finished_forecast, resolve_vocab  # noqa: E402
+from foresight.scaling.ladder import (compute_levels, ladder_run, load_forecast_config, run_ladder,  # noqa: E402
+                                      shaped, target_compute, write_plan)
 from foresight.train.checkpoint import atomic_write_text  # noqa: E402
 from foresight.train.flops import flops_per_token  # noqa: E402
 
@@ -45,19 +43,17 @@ def plan_grid(fc, shapes: list[tuple[int, int]], tpp_range: tuple[float, float])
     """Ladder-run dicts (plus their compute `level`) for every shape at every level of fc's ladder whose tokens per
     parameter fall in tpp_range. fc's target must have its vocab_size resolved."""
     target, lc = fc.target, fc.ladder
-    c_max = target_compute(target) / lc.extrapolation
+    for width, _ in shapes:
+        if width % lc.head_dim:
+            raise ForesightError(f"--shapes: width {width} is not a multiple of ladder.head_dim ({lc.head_dim})")
     runs = []
-    for i in range(lc.runs):
-        compute = c_max / lc.span ** (1 - i / (lc.runs - 1))
+    for i, compute in enumerate(compute_levels(target_compute(target), lc)):
         for width, layers in shapes:
-            if width % lc.head_dim:
-                raise ForesightError(f"--shapes: width {width} is not a multiple of ladder.head_dim ({lc.head_dim})")
-            model = ModelConfig(**{**config_to_dict(target.model), "d_model": width, "n_layers": layers,
-                                   "n_heads": width // lc.head_dim, "n_kv_heads": 0, "d_ff": 0})
+            model = shaped(width, layers, lc, target.model)
             tokens = int(compute / flops_per_token(model, target.train.seq_len))
             run = ladder_run(f"c{i}_d{width}_l{layers}", model, tokens, target, lc)
             if tpp_range[0] <= run["tokens_per_param"] <= tpp_range[1]:
-                runs.append({**run, "level": i})
+                runs.append({**run, "level": i, "shape": f"{width}x{layers}"})
     return runs
 
 
@@ -109,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         shapes = [_shape(s) for s in args.shapes]
         targets = []
         for folder in args.target:
-            path = Path(folder) / "forecast.json"
-            report = json.loads(path.read_text()) if path.is_file() else {}
-            if report.get("actual_loss") is None:
-                raise ForesightError(f"--target {folder}: no finished forecast.json with an actual_loss there")
+            report = finished_forecast(Path(folder))
             targets.append({"name": Path(folder).name, "compute": float(report["target_compute"]),
                             "loss": float(report["actual_loss"])})
         fc = load_forecast_config(args.config, args.overrides)
@@ -125,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except ForesightError as e:
         print(f"error: {e}")
         return 1
-    rows = [{"name": r["name"], "level": r["level"], "shape": r["name"].split("_", 1)[1].replace("_l", "x")[1:],
+    rows = [{"name": r["name"], "level": r["level"], "shape": r["shape"],
              "compute": s["flops"], "tokens_per_param": r["tokens_per_param"], "steps": r["steps"],
              "loss": s["final_val_loss"]} for r, s in zip(runs, summaries)]
     atomic_write_text(args.out / "grid.json", json.dumps({"runs": rows, "targets": targets}, indent=1))

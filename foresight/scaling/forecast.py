@@ -74,6 +74,17 @@ def resolve_vocab(fc: ForecastConfig) -> int:
     return vocab
 
 
+def finished_forecast(folder: Path) -> dict:
+    """FOLDER/forecast.json of a forecast whose target has finished (it has an actual_loss); a clear error if not."""
+    path = Path(folder) / "forecast.json"
+    if not path.is_file():
+        raise ForesightError(f"{path} does not exist (expected the folder of a finished `foresight forecast`)")
+    report = json.loads(path.read_text())
+    if report.get("actual_loss") is None:
+        raise ForesightError(f"{path}: the target run has not finished (no actual_loss)")
+    return report
+
+
 def _check_config(out: Path, fc: ForecastConfig) -> None:
     from foresight.scaling.ladder import dump_forecast_config
 

@@ -121,12 +121,15 @@ class ForecastConfig:
             raise ValueError("ladder.param_count must be 'non_embedding' or 'total'")
 
 
+def shaped(width: int, layers: int, lc: LadderConfig, template: ModelConfig) -> ModelConfig:
+    """`template` at this width and depth, with heads of the ladder's fixed size; other settings shared."""
+    return ModelConfig(**{**config_to_dict(copy.deepcopy(template)), "d_model": width, "n_layers": layers,
+                          "n_heads": width // lc.head_dim, "n_kv_heads": 0, "d_ff": 0})
+
+
 def dial(width: int, lc: LadderConfig, template: ModelConfig) -> ModelConfig:
     """The model at a given width on the dial: depth from the width, heads of fixed size, other settings shared."""
-    cfg = copy.deepcopy(template)
-    layers = max(lc.min_layers, round(width / lc.width_per_layer))
-    return ModelConfig(**{**config_to_dict(cfg), "d_model": width, "n_layers": layers,
-                          "n_heads": width // lc.head_dim, "n_kv_heads": 0, "d_ff": 0})
+    return shaped(width, max(lc.min_layers, round(width / lc.width_per_layer)), lc, template)
 
 
 def counted_params(cfg: ModelConfig, lc: LadderConfig) -> int:
@@ -165,6 +168,13 @@ def target_compute(target: RunConfig) -> float:
     return flops_per_token(target.model, target.train.seq_len) * tokens
 
 
+def compute_levels(c_target: float, lc: LadderConfig) -> list[float]:
+    """The ladder's compute levels: `runs` of them, evenly spaced in log-compute, spanning `span`, the largest
+    `extrapolation` times below the target."""
+    c_max = c_target / lc.extrapolation
+    return [c_max / lc.span ** (1 - i / (lc.runs - 1)) for i in range(lc.runs)]
+
+
 def ladder_run(name: str, model: ModelConfig, tokens: int, target: RunConfig, lc: LadderConfig) -> dict:
     """One ladder run of `model` on about `tokens` tokens, trained as the target is (its batch from `ladder_batch`):
     name, compute, sizes, and the full RunConfig. `target` must have its vocab_size resolved."""
@@ -196,10 +206,8 @@ def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
         target.model.vocab_size = vocab_size
     lc = fc.ladder
     c_target = target_compute(target)
-    c_max = c_target / lc.extrapolation
     runs = []
-    for i in range(lc.runs):
-        compute = c_max / lc.span ** (1 - i / (lc.runs - 1))
+    for i, compute in enumerate(compute_levels(c_target, lc)):
         model, tokens = size_for_compute(compute, lc, target.model, target.train.seq_len)
         runs.append(ladder_run(f"run{i:02d}_d{model.d_model}_l{model.n_layers}", model, tokens, target, lc))
     largest = runs[-1]["compute"]
