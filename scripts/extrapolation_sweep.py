@@ -44,8 +44,8 @@ def _targets(specs: list[str]) -> dict[int, float]:
 def sweep_one(config: Path, factor: float, seed: int, folder: Path, jobs: int) -> dict:
     overrides = [f"ladder.extrapolation={factor:g}", f"target.train.seed={seed}"]
     fc = load_forecast_config(config, overrides)
-    vocab = resolve_vocab(fc)  # before write_plan: the target's compute counts its output head
-    plan = write_plan(plan_ladder(fc, vocab), folder, fc.target)
+    resolve_vocab(fc)  # before planning: the target's compute counts its output head
+    plan = write_plan(plan_ladder(fc), folder, fc.target)
     summaries = run_ladder(folder, jobs=jobs, say=lambda msg: print(f"  [{factor:g}x seed {seed}] {msg}"))
     prediction = _fit_ladder(folder, summaries, plan["target_compute"])["prediction"]  # as `foresight forecast` fits
     return {"factor": factor, "seed": seed, "extrapolation": plan["extrapolation"], "predicted": prediction["y"],

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_plan_spreads_runs_evenly_below_the_target():
     fc = load_forecast_config(REPO / "configs/forecast-cpu.toml")
     fc.target.model.vocab_size = 1024
-    runs = plan_ladder(fc, 1024)
+    runs = plan_ladder(fc)
     compute = [r["compute"] for r in runs]
     assert len(runs) >= 5 and compute == sorted(compute)
     assert compute[-1] / compute[0] >= 30 * 0.8  # the ladder spans ~30x (tokens round to whole steps)
@@ -36,7 +36,7 @@ def test_gpu_ladder_stays_a_thousandth_of_the_target():
     fc = load_forecast_config(REPO / "configs/forecast-gpu.toml")
     vocab = 1024  # bpe:1024, the GPU config's tokenizer
     fc.target.model.vocab_size = vocab
-    runs = plan_ladder(fc, vocab)
+    runs = plan_ladder(fc)
     assert fc.ladder.extrapolation >= 1000
     assert target_compute(fc.target) / max(r["compute"] for r in runs) >= 1000
 
@@ -112,7 +112,7 @@ def test_isoflop_grid_plans_each_shape_at_the_ladder_levels():
     spec.loader.exec_module(grid)
     fc = load_forecast_config(REPO / "configs/forecast-cpu.toml")
     fc.target.model.vocab_size = 1024
-    ladder = plan_ladder(fc, 1024)
+    ladder = plan_ladder(fc)
     shapes = [(32, 1), (32, 2), (48, 2), (64, 2), (80, 2)]
     runs = grid.plan_grid(fc, shapes, (3.0, 150.0))
     assert {r["level"] for r in runs} == set(range(len(ladder)))

@@ -61,17 +61,16 @@ class _Stages:
         _say(f"[{self.n}/{self.total}] {name}" + (" (done, skipped)" if done else ""))
 
 
-def resolve_vocab(fc: ForecastConfig) -> int:
-    """The prepared corpus's vocabulary size, also written into the target's `vocab_size = 0` ("from the
-    tokenizer"), so that everything computed from the target (its compute, the plan's extrapolation) counts the
-    output head. Returns the vocabulary size."""
+def resolve_vocab(fc: ForecastConfig) -> None:
+    """Fill the target's `vocab_size = 0` ("from the tokenizer") with the prepared corpus's vocabulary size, so that
+    everything computed from the target (its compute, the plan's extrapolation) counts the output head. The corpus
+    is read even when the size is given: a corpus that was never prepared is named here, before any training."""
     from foresight.data.shards import read_manifest
     from foresight.train.trainer import resolve_data_dir
 
     vocab = read_manifest(resolve_data_dir(fc.target))["tokenizer"]["vocab_size"]
     if fc.target.model.vocab_size == 0:
         fc.target.model.vocab_size = vocab
-    return vocab
 
 
 def finished_forecast(folder: Path) -> dict:
@@ -131,7 +130,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     t0 = time.time()
     fc = load_forecast_config(config_path, overrides)
     out = Path(out)
-    vocab = resolve_vocab(fc)
+    resolve_vocab(fc)
     _check_config(out, fc)
     c_target = target_compute(fc.target)
     target_dir = out / "target"
@@ -144,7 +143,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     # Plan.
     stage("plan the ladder", (out / "plan.json").is_file())
     if not (out / "plan.json").is_file():
-        plan = write_plan(plan_ladder(fc, vocab), out, fc.target)
+        plan = write_plan(plan_ladder(fc), out, fc.target)
         atomic_write_text(target_cfg_path, dump_config(fc.target))
         for r in plan["runs"]:
             _say(f"  {r['name']}: {r['compute']:.2e} FLOPs, {r['params']:,} params "

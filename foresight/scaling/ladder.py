@@ -199,11 +199,12 @@ def ladder_run(name: str, model: ModelConfig, tokens: int, target: RunConfig, lc
     }
 
 
-def plan_ladder(fc: ForecastConfig, vocab_size: int) -> list[dict]:
-    """The ladder runs: name, compute, model and training settings, and the full RunConfig of each."""
-    target = copy.deepcopy(fc.target)
+def plan_ladder(fc: ForecastConfig) -> list[dict]:
+    """The ladder runs: name, compute, model and training settings, and the full RunConfig of each. The target's
+    vocab_size must be resolved first (`forecast.resolve_vocab`), so its compute counts the output head."""
+    target = fc.target
     if target.model.vocab_size == 0:
-        target.model.vocab_size = vocab_size
+        raise ValueError("plan_ladder needs the target's vocab_size: call forecast.resolve_vocab(fc) first")
     lc = fc.ladder
     c_target = target_compute(target)
     runs = []

@@ -41,8 +41,8 @@ def _plan(args) -> int:
     from foresight.scaling.ladder import load_forecast_config, plan_ladder, write_plan
 
     fc = load_forecast_config(args.config, args.overrides)
-    vocab = resolve_vocab(fc)  # before write_plan: the target's compute counts its output head
-    plan = write_plan(plan_ladder(fc, vocab), args.out, fc.target)
+    resolve_vocab(fc)  # before planning: the target's compute counts its output head
+    plan = write_plan(plan_ladder(fc), args.out, fc.target)
     for r in plan["runs"]:
         print(f"{r['name']}: {r['compute']:.2e} FLOPs, {r['params']:,} params, {r['tokens']:,} tokens, "
               f"batch {r['batch_size']}, {r['steps']} steps")
