@@ -41,13 +41,13 @@ def _targets(specs: list[str]) -> dict[int, float]:
     return out
 
 
-def sweep_one(config: Path, factor: float, seed: int, folder: Path, jobs: int) -> dict:
-    overrides = [f"ladder.extrapolation={factor:g}", f"target.train.seed={seed}"]
+def sweep_one(config: Path, factor: float, seed: int, folder: Path, jobs: int, overrides: list[str] = ()) -> dict:
+    overrides = [*overrides, f"ladder.extrapolation={factor:g}", f"target.train.seed={seed}"]
     fc = load_forecast_config(config, overrides)
     resolve_vocab(fc)  # before planning: the target's compute counts its output head
     plan = write_plan(plan_ladder(fc), folder, fc.target)
     summaries = run_ladder(folder, jobs=jobs, say=lambda msg: print(f"  [{factor:g}x seed {seed}] {msg}"))
-    prediction = _fit_ladder(folder, summaries, plan["target_compute"])["prediction"]  # as `foresight forecast` fits
+    prediction = _fit_ladder(summaries, plan["target_compute"], fc.fit)["prediction"]  # as `foresight forecast` fits
     return {"factor": factor, "seed": seed, "extrapolation": plan["extrapolation"], "predicted": prediction["y"],
             "low": prediction["low"], "high": prediction["high"],
             "ladder": [{"compute": s["flops"], "loss": s["final_val_loss"], "steps": r["steps"],
@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--jobs", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides, as for `foresight forecast` (the targets must match them)")
     args = parser.parse_args()
     try:
         run(args)
@@ -103,7 +105,8 @@ def run(args) -> None:
         for seed in sorted(actual):
             if (factor, seed) in done:
                 continue
-            row = sweep_one(args.config, factor, seed, args.out / f"x{factor:g}_seed{seed}", args.jobs)
+            row = sweep_one(args.config, factor, seed, args.out / f"x{factor:g}_seed{seed}", args.jobs,
+                            args.set)
             row["actual"] = actual[seed]
             row["error"] = row["predicted"] / row["actual"] - 1
             row["inside"] = row["low"] <= row["actual"] <= row["high"]

@@ -250,3 +250,21 @@ def test_predict_register_cli(tmp_path):
     assert set(entry["ladder_results"]) == {f"r{i}" for i in range(6)}
     assert math.isclose(entry["predictions"][0]["x"], 1e16)
     assert len(entry["target_config_sha256"]) == 64
+
+
+def test_ladder_noise_is_the_scatter_about_a_quadratic_in_log_compute():
+    from foresight.scaling.fit import ladder_noise
+
+    c = np.logspace(10, 12, 6)
+    u = np.log(c)
+    smooth = np.exp(3.0 - 0.05 * (u - u.mean()) + 0.004 * (u - u.mean()) ** 2)
+    assert ladder_noise(c, smooth) < 1e-10  # any bend a quadratic follows is not noise
+    bumps = np.array([0.01, -0.02, 0.0, 0.015, -0.01, 0.005])
+    noisy = smooth * np.exp(bumps)
+    # reference: residuals of the least-squares quadratic, from the normal equations (not numpy's polyfit)
+    design = np.stack([np.ones_like(u), u, u * u], axis=1)
+    coef = np.linalg.solve(design.T @ design, design.T @ np.log(noisy))
+    residuals = np.log(noisy) - design @ coef
+    assert ladder_noise(c, noisy) == pytest.approx(np.sqrt(np.sum(residuals ** 2) / 3), rel=1e-6)
+    with pytest.raises(ForesightError, match="at least 4 runs"):
+        ladder_noise(c[:3], noisy[:3])

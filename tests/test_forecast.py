@@ -124,3 +124,56 @@ def test_isoflop_grid_plans_each_shape_at_the_ladder_levels():
         assert planned["name"].split("_", 1)[1] in {r["name"].split("_", 1)[1] for r in at}
     with pytest.raises(ForesightError, match="not WIDTHxLAYERS"):
         grid._shape("48-2")
+
+
+def test_fit_settings_are_validated_and_saved_only_when_set():
+    from foresight.scaling.ladder import FitConfig, dump_forecast_config
+
+    with pytest.raises(ForesightError, match="fit.law must be one of 'power', 'log_linear', not 'cubic'"):
+        load_forecast_config(REPO / "configs/forecast-cpu.toml", ['fit.law="cubic"'])
+    with pytest.raises(ForesightError, match=r"fit.top_runs must be 0 \(every run\) or between 3 and ladder.runs"):
+        load_forecast_config(REPO / "configs/forecast-cpu.toml", ["fit.top_runs=2", "ladder.runs=6"])
+    with pytest.raises(ForesightError, match="fit.top_runs"):
+        load_forecast_config(REPO / "configs/forecast-cpu.toml", ["fit.top_runs=7", "ladder.runs=6"])
+    default = load_forecast_config(REPO / "configs/forecast-cpu.toml", ['fit.law="power"', "fit.top_runs=0"])
+    assert default.fit == FitConfig() and "[fit]" not in dump_forecast_config(default)
+    local = load_forecast_config(REPO / "configs/forecast-cpu.toml", ['fit.law="log_linear"', "fit.top_runs=4"])
+    assert 'law = "log_linear"' in dump_forecast_config(local) and "top_runs = 4" in dump_forecast_config(local)
+
+
+def _ladder_summaries(losses, c0=1e11, step=2.0):
+    return [{"flops": c0 * step ** i, "final_val_loss": y} for i, y in enumerate(losses)]
+
+
+def test_forecast_fit_on_the_top_runs_has_the_whole_ladders_noise_as_its_floor():
+    """[fit] top_runs = 3 with the log-linear law: the line goes through the top three runs only (the same point
+    prediction as fitting those three alone), and the interval is at least the scatter of all six runs carried to
+    the target by the line's leverage."""
+    import numpy as np
+    from scipy.stats import norm
+
+    from foresight.scaling.fit import fit_law, ladder_noise, leverage
+    from foresight.scaling.forecast import _fit_ladder
+    from foresight.scaling.ladder import FitConfig
+
+    # a knee low in the ladder, a straight line in ln C above it, and a little noise
+    losses = [4.60, 4.25, 4.06, 3.91, 3.71, 3.55]
+    summaries = _ladder_summaries(losses)
+    c_target = summaries[-1]["flops"] * 10
+    fit = _fit_ladder(summaries, c_target, FitConfig("log_linear", 3))
+    assert fit["n_points"] == 3 and fit["x"] == [s["flops"] for s in summaries[-3:]]
+    assert fit["ladder_y"] == losses and fit["law"] == "L(C) = alpha - beta*ln(C)"
+    alone = fit_law("log_linear", fit["x"], fit["y"])
+    p = fit["prediction"]
+    assert p["y"] == pytest.approx(alone.predict(c_target), rel=1e-9)
+    noise = ladder_noise([s["flops"] for s in summaries], losses)
+    assert fit["noise_floor"] == pytest.approx(noise) and noise > 0
+    h = leverage(alone.law, alone.theta, np.log(alone.inputs) - alone.log_ref,
+                 np.log([[c_target]]) - alone.log_ref)[0]
+    floor = norm.ppf(0.95) * noise * np.sqrt(1 + h)
+    assert np.log(p["high"] / p["y"]) >= floor * (1 - 1e-9) and np.log(p["y"] / p["low"]) >= floor * (1 - 1e-9)
+    assert p["low"] < p["y"] < p["high"] and len(fit["curve"]["x"]) == 60
+
+    # the default fits every run with the report's law, and has no floor from outside the fitted runs
+    default = _fit_ladder(summaries, c_target, FitConfig())
+    assert default["n_points"] == 6 and default["noise_floor"] == 0.0 and default["law"].startswith("L(C) = a*C^(-b)")

@@ -22,6 +22,9 @@ The method (decided on back-tests that exclude the published targets; see docs/f
    bootstrap's spread acts as a floor, together with the fit's residual RMS (the error inside the data), and only
    when there are at least twice as many runs as parameters — with fewer, nearly every resample is an exact fit
    through p runs and its spread says more about the resampling than about the law.
+5. A noise floor known from outside the fitted points (`noise_floor`, e.g. `ladder_noise` of a whole ladder when
+   only its top runs are fitted, as `foresight forecast` does with [fit] top_runs): the half-width is never below
+   z·σ·√(1 + h), the delta method of point 3 with σ given instead of back-tested.
 
 Choices made on data that excludes the published targets (Gadre's 1B runs as holdouts for fits on the four smaller
 compute-optimal runs; the OLMo 1B and 3B runs as holdouts for fits on the smaller sizes): HUBER_DELTA = 1e-2 beat
@@ -196,6 +199,9 @@ class FitResult:
     input_names: tuple[str, ...] = ("x",)
     y_name: str = "y"
     labels: list | None = None
+    # A log-space noise scale known from outside the fitted points (e.g. `ladder_noise` of a whole ladder when only
+    # its top runs are fitted): the interval is never narrower than it, carried to the query by the leverage.
+    noise_floor: float = 0.0
 
     # --- parameters ---------------------------------------------------------------------------------------------
     @property
@@ -235,6 +241,7 @@ class FitResult:
         # misfit inside the data
         h = leverage(self.law, self.theta, np.log(self.inputs) - self.log_ref, logx)
         half = np.maximum(z * self.calibration.sigma(h), z * self.residual_rms)
+        half = np.maximum(half, z * self.noise_floor * np.sqrt(1.0 + h))
         if self.n_points >= 2 * self.law.n_params:
             boot_low, boot_high = self._bootstrap_offsets(logx, center, level)
             half_low, half_high = np.maximum(boot_low, half), np.maximum(boot_high, half)
@@ -281,7 +288,8 @@ class FitResult:
             "y": self.y_name,
             "level": level,
             "predictions": self.prediction_rows(predictions, level),
-            "calibration": {"noise": cal.noise, "backtest_cuts": cal.n_cuts, "backtest_predictions": cal.n_pairs},
+            "calibration": {"noise": cal.noise, "backtest_cuts": cal.n_cuts, "backtest_predictions": cal.n_pairs,
+                            "noise_floor": self.noise_floor},
             "bootstrap_samples": int(len(self.boot_thetas)),
         }
 
@@ -368,7 +376,7 @@ def fit_law(*args, **kwargs) -> FitResult:
 
 def _fit_law(law: Law | str, inputs, y, *, labels=None, input_names=("x",), y_name="y",
             n_bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0, delta: float = HUBER_DELTA,
-            calibrate: bool = True, objective=huber_objective) -> FitResult:
+            calibrate: bool = True, objective=huber_objective, noise_floor: float = 0.0) -> FitResult:
     law = get_law(law) if isinstance(law, str) else law
     inputs = _as_inputs(law, inputs)
     y = np.asarray(y, dtype=float).ravel()
@@ -392,7 +400,20 @@ def _fit_law(law: Law | str, inputs, y, *, labels=None, input_names=("x",), y_na
     calibration = backtest(law, logx, logy, delta, objective) if calibrate else Calibration(None, 0, 0)
     return FitResult(law=law, theta=theta, log_ref=log_ref, inputs=inputs, y=y, loss_value=found[0][0],
                      boot_thetas=boot, calibration=calibration, input_names=tuple(input_names), y_name=y_name,
-                     labels=list(labels) if labels is not None else None)
+                     labels=list(labels) if labels is not None else None, noise_floor=float(noise_floor))
+
+
+def ladder_noise(x, y) -> float:
+    """The run-to-run noise of a ladder, in log space: the scatter of its log losses about a quadratic in log
+    compute, σ = √(Σ r² / (n − 3)). A quadratic follows any smooth bend a ladder has (a power law with an offset
+    across this range, or a change of regime low in the ladder), so what is left is mostly noise, and where it is
+    not (a curve a quadratic cannot follow) σ comes out larger, which errs on the side of a wider interval. Used as
+    the noise floor of a fit to the ladder's top runs, whose own few points cannot measure their noise."""
+    logx, logy = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    if len(logy) < 4:
+        raise ForesightError(f"estimating a ladder's noise needs at least 4 runs; got {len(logy)}")
+    residuals = logy - np.polyval(np.polyfit(logx, logy, 2), logx)
+    return float(np.sqrt(np.sum(residuals ** 2) / (len(logy) - 3)))
 
 
 def fit_power_law(x, y, *, offset: bool = True, **kwargs) -> FitResult:

@@ -98,26 +98,35 @@ def _check_config(out: Path, fc: ForecastConfig) -> None:
         atomic_write_text(saved, text)
 
 
-def _fit_ladder(out: Path, summaries: list[dict], c_target: float) -> dict:
-    from foresight.scaling.fit import fit_power_law
+def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
+    """Fit the configured law ([fit]) to the ladder's final losses and predict the target, with the curve and band
+    on a grid for the figure (so plotting needs no re-fit). With [fit] top_runs = K only the K largest runs are
+    fitted, and the scatter of all of them (`ladder_noise`) sets a floor under the interval."""
+    import numpy as np
+
+    from foresight.scaling.fit import fit_law, ladder_noise
 
     flops = [s["flops"] for s in summaries]
     losses = [s["final_val_loss"] for s in summaries]
-    result = fit_power_law(flops, losses)
+    order = sorted(range(len(flops)), key=lambda i: flops[i])
+    fitted = order[-fit_config.top_runs:] if fit_config.top_runs else order
+    x, y = [flops[i] for i in fitted], [losses[i] for i in fitted]
+    noise = ladder_noise(flops, losses) if len(fitted) < len(flops) else 0.0
+    result = fit_law(fit_config.law, x, y, noise_floor=noise)
     low, high = result.interval(c_target, level=LEVEL)
     fit = {
-        "law": "L(C) = a * C^(-b) + c",
+        "law": result.law.formula,
         "params": result.params,
-        "n_points": len(flops),
-        "x": flops,
-        "y": losses,
+        "n_points": len(x),
+        "x": x,
+        "y": y,
+        "ladder_x": flops,  # every run, fitted or not, for the figure
+        "ladder_y": losses,
+        "noise_floor": noise,
         "prediction": {"x": c_target, "y": float(result.predict(c_target)), "low": float(low), "high": float(high),
                        "level": LEVEL},
     }
-    # The fitted curve and band on a grid, for the figure (so plotting needs no re-fit).
-    import numpy as np
-
-    grid = np.logspace(np.log10(min(flops)) - 0.2, np.log10(c_target) + 0.2, 60)
+    grid = np.logspace(np.log10(min(x)) - 0.2, np.log10(c_target) + 0.2, 60)
     low, high = result.interval(grid, level=LEVEL)
     fit["curve"] = {"x": grid.tolist(), "y": result.predict(grid).tolist(), "low": low.tolist(),
                     "high": high.tolist()}
@@ -158,9 +167,12 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     summaries = run_ladder(out, jobs=jobs, say=_say)
 
     # Fit.
-    stage("fit L(C) = a*C^-b + c", (out / "fit.json").is_file())
+    from foresight.scaling.laws import get_law
+
+    fitted = f"the top {fc.fit.top_runs} runs" if fc.fit.top_runs else "the ladder"
+    stage(f"fit {get_law(fc.fit.law).formula} to {fitted}", (out / "fit.json").is_file())
     if not (out / "fit.json").is_file():
-        _write_json(out / "fit.json", _fit_ladder(out, summaries, c_target))
+        _write_json(out / "fit.json", _fit_ladder(summaries, c_target, fc.fit))
     fit = json.loads((out / "fit.json").read_text())
     p = fit["prediction"]
     _say(f"  predicted final loss at {c_target:.2e} FLOPs: {p['y']:.4f} "

@@ -101,10 +101,29 @@ class CapabilitiesConfig:
             raise ValueError(f"workers must be >= 0 (0 = one per core), not {self.workers}")
 
 
+FIT_LAWS = ("power", "log_linear")
+
+
+@dataclass
+class FitConfig:
+    """[fit]: which law the forecast fits to the ladder, and to which of its runs (docs/fitting.md)."""
+
+    # "power": the GPT-4 report's L(C) = a·C^(-b) + c, fitted to every ladder run (and its own calibrated interval).
+    # "log_linear": L(C) = alpha - beta·ln C, a local law for a ladder that sits on a straight stretch of the curve
+    # in log-compute (measured at the CPU scale, 5e11-1.5e14 FLOPs: docs/LOG.md, session 6); it goes negative far out,
+    # so it is for short extrapolations only.
+    law: str = "power"
+    # Fit only the `top_runs` largest ladder runs (0: all of them), e.g. the runs past a change of regime low in
+    # the ladder. The interval still hears from every run: its noise floor is the scatter of all the runs about a
+    # smooth curve (fit.ladder_noise).
+    top_runs: int = 0
+
+
 @dataclass
 class ForecastConfig:
     target: RunConfig = field(default_factory=RunConfig)
     ladder: LadderConfig = field(default_factory=LadderConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
     # The [forecast.capabilities] table, or None when the config has none (a loss forecast only). It is read by
     # load_forecast_config, not by the generic loader: see there.
     capabilities: CapabilitiesConfig | None = None
@@ -119,6 +138,11 @@ class ForecastConfig:
             raise ValueError(f"ladder.extrapolation must be at least 10, not {lc.extrapolation}")
         if lc.param_count not in ("non_embedding", "total"):
             raise ValueError("ladder.param_count must be 'non_embedding' or 'total'")
+        if self.fit.law not in FIT_LAWS:
+            raise ValueError(f"fit.law must be one of {', '.join(map(repr, FIT_LAWS))}, not {self.fit.law!r}")
+        if self.fit.top_runs and not 3 <= self.fit.top_runs <= lc.runs:
+            raise ValueError(f"fit.top_runs must be 0 (every run) or between 3 and ladder.runs ({lc.runs}), not "
+                             f"{self.fit.top_runs}")
 
 
 def shaped(width: int, layers: int, lc: LadderConfig, template: ModelConfig) -> ModelConfig:
@@ -314,11 +338,14 @@ def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfi
 
 
 def dump_forecast_config(fc: ForecastConfig) -> str:
-    """TOML of a forecast config, capabilities under [forecast.capabilities] and left out when there are none (so a
-    loss-only config dumps exactly as before the section existed, and its saved forecasts still match it)."""
+    """TOML of a forecast config, capabilities under [forecast.capabilities] and left out when there are none, and
+    [fit] left out when it is the default (so a config that uses neither dumps exactly as before those sections
+    existed, and its saved forecasts still match it)."""
     import tomli_w
 
     table = config_to_dict(fc)
+    if fc.fit == FitConfig():
+        del table["fit"]
     capabilities = table.pop("capabilities")
     if capabilities is not None:
         table["forecast"] = {"capabilities": capabilities}

@@ -21,7 +21,12 @@ def write_figure(path: Path, fit: dict, result: dict) -> None:
     ax.fill_between(norm(curve["x"]), curve["low"], curve["high"], color="tab:blue", alpha=0.15,
                     label="90% interval")
     ax.plot(norm(curve["x"]), curve["y"], "--", color="tab:blue", label="fit: " + fit["law"])
-    ax.scatter(norm(fit["x"]), fit["y"], color="0.25", zorder=3, label="ladder runs")
+    ax.scatter(norm(fit["x"]), fit["y"], color="0.25", zorder=3,
+               label="ladder runs" if fit["n_points"] == len(fit.get("ladder_x", fit["x"])) else "ladder runs (fitted)")
+    unfitted = [(x, y) for x, y in zip(fit.get("ladder_x", []), fit.get("ladder_y", [])) if x not in fit["x"]]
+    if unfitted:
+        ax.scatter(norm([x for x, _ in unfitted]), [y for _, y in unfitted], facecolors="none", edgecolors="0.25",
+                   zorder=3, label="ladder runs (not fitted; their scatter sets the interval's floor)")
     p = fit["prediction"]
     ax.errorbar([1.0], [p["y"]], yerr=[[p["y"] - p["low"]], [p["high"] - p["y"]]], fmt="o", color="tab:blue",
                 capsize=4, zorder=4, label=f"registered prediction {p['y']:.3f}")
@@ -71,6 +76,14 @@ def plot_fit(path: Path, result, summary: dict, title: str = "") -> None:
     plt.close(fig)
 
 
+def _fitted_runs(fit: dict) -> str:
+    total = len(fit.get("ladder_x", fit["x"]))
+    if fit["n_points"] == total:
+        return f"{total} ladder runs"
+    return (f"fitted to the top {fit['n_points']} of {total} ladder runs; the interval is never narrower than the "
+            f"scatter of all {total} about a smooth curve, {100 * fit['noise_floor']:.2f}% per run")
+
+
 def write_report(path: Path, fit: dict, result: dict, out: Path) -> None:
     figure = base64.b64encode((out / "loss_vs_compute.png").read_bytes()).decode()
     rows = "".join(
@@ -95,7 +108,7 @@ th {{ background: #f4f4f4; }} .big {{ font-size: 1.3em; }} pre {{ background: #f
 error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
 <b>{result['extrapolation']:.0f}×</b> extrapolation.</p>
 <img src="data:image/png;base64,{figure}" alt="loss vs compute" style="max-width:100%">
-<h2>Fit</h2><p>{html.escape(fit['law'])}: {html.escape(params)} ({fit['n_points']} ladder runs).</p>
+<h2>Fit</h2><p>{html.escape(fit['law'])}: {html.escape(params)} ({_fitted_runs(fit)}).</p>
 <h2>Ladder</h2>
 <table><tr><th>run</th><th>FLOPs</th><th>params</th><th>non-embedding</th><th>tokens</th><th>final loss</th>
 <th>seconds</th></tr>{rows}
