@@ -268,3 +268,30 @@ def test_ladder_noise_is_the_scatter_about_a_quadratic_in_log_compute():
     assert ladder_noise(c, noisy) == pytest.approx(np.sqrt(np.sum(residuals ** 2) / 3), rel=1e-6)
     with pytest.raises(ForesightError, match="at least 4 runs"):
         ladder_noise(c[:3], noisy[:3])
+
+
+def test_fit_cli_top_runs_is_the_forecasts_fit(tmp_path):
+    """`foresight fit --top-runs K` fits what `foresight forecast` fits with [fit] top_runs = K: the same line
+    through the K largest runs and the same interval, floor included; a bad K or a two-variable law is refused."""
+    from foresight.scaling.forecast import _fit_ladder
+    from foresight.scaling.ladder import FitConfig
+
+    compute = [6.6e10, 1.3e11, 2.6e11, 5.1e11, 1.0e12, 2.0e12]
+    loss = [4.7539, 4.4559, 4.1917, 4.0094, 3.8094, 3.6441]
+    path = tmp_path / "ladder.csv"
+    path.write_text("compute,loss,n,d\n" + "".join(f"{c},{y},{i + 1},{i + 1}\n"
+                                                     for i, (c, y) in enumerate(reversed(list(zip(compute, loss))))))
+    r = _cli("fit", path, "--x", "compute", "--y", "loss", "--law", "log_linear", "--top-runs", "4",
+             "--predict", "2e13", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    forecast = _fit_ladder([{"flops": c, "final_val_loss": y} for c, y in zip(compute, loss)], 2e13,
+                           FitConfig("log_linear", 4))
+    assert out["n_points"] == 4 and out["calibration"]["noise_floor"] == pytest.approx(forecast["noise_floor"])
+    row, want = out["predictions"][0], forecast["prediction"]
+    for key in ("y", "low", "high"):
+        assert row[key] == pytest.approx(want[key], rel=1e-9)
+    r = _cli("fit", path, "--x", "compute", "--y", "loss", "--top-runs", "2")
+    assert r.returncode == 2 and "top_runs must be 0" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("fit", path, "--n", "n", "--d", "d", "--y", "loss", "--top-runs", "3")
+    assert r.returncode == 2 and "one-variable laws" in r.stderr

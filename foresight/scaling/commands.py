@@ -68,6 +68,9 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--law", choices=ONE_VARIABLE_LAWS, default="power",
                    help="the one-variable law: power (a*C^-b + c, the default), power_no_offset (a*C^-b) or "
                         "log_linear (alpha - beta*ln C, a local law; see docs/fitting.md)")
+    p.add_argument("--top-runs", type=int, default=0, metavar="K",
+                   help="fit only the K points of largest x, with the scatter of all of them as the interval's "
+                        "floor (as `foresight forecast` does with [fit] top_runs; one-variable laws)")
     p.add_argument("--where", action="append", default=[], metavar="COL<OP>VALUE",
                    help="keep only rows matching, e.g. dataset=rpj or C_6ND<=2.1e19 (ops = != < <= > >=); "
                         "repeatable")
@@ -199,12 +202,17 @@ def _parse_predictions(specs: list[str], law: str) -> list:
 
 
 def _do_fit(args):
-    from foresight.scaling.fit import fit_law
+    from foresight.scaling.fit import fit_law, fit_top_runs
 
     pts = load_points(args)
     xs = _parse_predictions(args.predict, pts["law"])
-    result = fit_law(pts["law"], pts["inputs"], pts["y"], labels=pts["labels"], input_names=pts["names"],
-                     y_name=pts["y_name"], n_bootstrap=args.bootstrap)
+    common = dict(labels=pts["labels"], input_names=pts["names"], y_name=pts["y_name"], n_bootstrap=args.bootstrap)
+    if args.top_runs:
+        if pts["law"] == "chinchilla":
+            raise ForesightError("--top-runs is for one-variable laws: leave out --n/--d, or --top-runs")
+        result = fit_top_runs(pts["law"], pts["inputs"], pts["y"], args.top_runs, **common)
+    else:
+        result = fit_law(pts["law"], pts["inputs"], pts["y"], **common)
     summary = result.to_dict(xs, level=args.level)
     if args.plot:
         from foresight.scaling.report import plot_fit
@@ -223,6 +231,8 @@ def _print_summary(summary: dict, args) -> None:
     if cal["noise"] is not None:
         print(f"back-test: {cal['backtest_predictions']} held-out predictions from {cal['backtest_cuts']} cuts; "
               f"noise scale {cal['noise']:.4f} (log loss) before leverage")
+    if cal["noise_floor"]:
+        print(f"noise floor from every point (--top-runs): {cal['noise_floor']:.4f} (log loss) before leverage")
     pct = round(100 * summary["level"])
     for row in summary["predictions"]:
         x = row["x"] if not isinstance(row["x"], list) else "N=%.4g, D=%.4g" % tuple(row["x"])

@@ -403,6 +403,22 @@ def _fit_law(law: Law | str, inputs, y, *, labels=None, input_names=("x",), y_na
                      labels=list(labels) if labels is not None else None, noise_floor=float(noise_floor))
 
 
+def fit_top_runs(law: Law | str, x, y, top_runs: int = 0, *, labels=None, **kwargs) -> FitResult:
+    """Fit a one-variable `law` to the `top_runs` points of largest x (0: all of them). When some are left out,
+    the scatter of all of them (`ladder_noise`) is the interval's floor: the few fitted points cannot measure their
+    own noise, the whole ladder can. `foresight forecast` ([fit] top_runs) and `foresight fit --top-runs` use it."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if top_runs and not 3 <= top_runs <= len(x):
+        raise ForesightError(f"top_runs must be 0 (every point) or between 3 and the number of points ({len(x)}); "
+                             f"got {top_runs}")
+    order = np.argsort(x, kind="stable")
+    keep = order[-top_runs:] if top_runs else order
+    noise = ladder_noise(x, y) if len(keep) < len(x) else 0.0
+    if labels is not None:
+        labels = [labels[i] for i in keep]
+    return fit_law(law, x[keep], y[keep], labels=labels, noise_floor=noise, **kwargs)
+
+
 def ladder_noise(x, y) -> float:
     """The run-to-run noise of a ladder, in log space: the scatter of its log losses about a quadratic in log
     compute, σ = √(Σ r² / (n − 3)). A quadratic follows any smooth bend a ladder has (a power law with an offset

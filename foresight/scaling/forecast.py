@@ -104,15 +104,12 @@ def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
     fitted, and the scatter of all of them (`ladder_noise`) sets a floor under the interval."""
     import numpy as np
 
-    from foresight.scaling.fit import fit_law, ladder_noise
+    from foresight.scaling.fit import fit_top_runs
 
     flops = [s["flops"] for s in summaries]
     losses = [s["final_val_loss"] for s in summaries]
-    order = sorted(range(len(flops)), key=lambda i: flops[i])
-    fitted = order[-fit_config.top_runs:] if fit_config.top_runs else order
-    x, y = [flops[i] for i in fitted], [losses[i] for i in fitted]
-    noise = ladder_noise(flops, losses) if len(fitted) < len(flops) else 0.0
-    result = fit_law(fit_config.law, x, y, noise_floor=noise)
+    result = fit_top_runs(fit_config.law, flops, losses, fit_config.top_runs)
+    x, y = result.inputs[:, 0].tolist(), result.y.tolist()
     low, high = result.interval(c_target, level=LEVEL)
     fit = {
         "law": result.law.formula,
@@ -122,7 +119,7 @@ def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
         "y": y,
         "ladder_x": flops,  # every run, fitted or not, for the figure
         "ladder_y": losses,
-        "noise_floor": noise,
+        "noise_floor": result.noise_floor,
         "prediction": {"x": c_target, "y": float(result.predict(c_target)), "low": float(low), "high": float(high),
                        "level": LEVEL},
     }
