@@ -21,9 +21,10 @@ def write_figure(path: Path, fit: dict, result: dict) -> None:
     ax.fill_between(norm(curve["x"]), curve["low"], curve["high"], color="tab:blue", alpha=0.15,
                     label="90% interval")
     ax.plot(norm(curve["x"]), curve["y"], "--", color="tab:blue", label="fit: " + fit["law"])
-    ax.scatter(norm(fit["x"]), fit["y"], color="0.25", zorder=3,
-               label="ladder runs" if fit["n_points"] == len(fit.get("ladder_x", fit["x"])) else "ladder runs (fitted)")
+    # a fit.json written before [fit] existed has no ladder_x: every run was fitted
     unfitted = [(x, y) for x, y in zip(fit.get("ladder_x", []), fit.get("ladder_y", [])) if x not in fit["x"]]
+    ax.scatter(norm(fit["x"]), fit["y"], color="0.25", zorder=3,
+               label="ladder runs (fitted)" if unfitted else "ladder runs")
     if unfitted:
         ax.scatter(norm([x for x, _ in unfitted]), [y for _, y in unfitted], facecolors="none", edgecolors="0.25",
                    zorder=3, label="ladder runs (not fitted; their scatter sets the interval's floor)")
