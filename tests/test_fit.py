@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,26 @@ def test_log_linear_law_recovers_a_line_in_log_compute_and_its_gradient_is_exact
         step[k] = 1e-6
         numeric = (law.log_value(theta + step, logx) - law.log_value(theta - step, logx)) / 2e-6
         assert np.allclose(jac[:, k], numeric, rtol=1e-6)
+
+
+def test_a_line_is_refused_beyond_where_it_reaches_zero(tmp_path):
+    """L = 6 - 0.09 ln C is zero at C = e^(6/0.09) ≈ 9.0e28: predicting there gives a named error (library and CLI),
+    not a loss of ~0 with an undefined interval; just short of it the line still predicts."""
+    from foresight.scaling.fit import fit_law
+
+    c = np.logspace(11, 13, 6)
+    fit = fit_law("log_linear", c, 6.0 - 0.09 * np.log(c), n_bootstrap=0)
+    zero = math.exp(6.0 / 0.09)
+    fit.check_in_domain(zero / 10)
+    assert fit.prediction_rows([zero / 10])[0]["y"] == pytest.approx(0.09 * math.log(10), rel=1e-3)
+    with pytest.raises(ForesightError, match=re.escape(f"reaches zero at x = {zero:.4g}")):
+        fit.prediction_rows([zero * 10])
+    csv_path = tmp_path / "line.csv"
+    csv_path.write_text("flops,loss\n" + "".join(f"{x},{6.0 - 0.09 * math.log(x)}\n" for x in c))
+    cli = subprocess.run([sys.executable, "-m", "foresight", "fit", str(csv_path), "--x", "flops", "--y", "loss",
+                          "--law", "log_linear", "--predict", "1e30"], capture_output=True, text=True, cwd=REPO)
+    assert cli.returncode != 0
+    assert f"reaches zero at flops = {zero:.4g}" in cli.stderr and "Traceback" not in cli.stderr
 
 
 def test_fit_cli_law_choice(tmp_path):

@@ -224,6 +224,19 @@ class FitResult:
         out = np.exp(self.law.log_value(self.theta, self._log_inputs(x)))
         return float(out[0]) if _is_single(self.law, x) else out
 
+    def check_in_domain(self, x) -> None:
+        """Refuse a prediction where the fitted law has no value (a line in log-compute that has reached zero),
+        rather than report a loss of ~0 with an undefined interval."""
+        end = self.law.domain_end(self.theta, self.log_ref)
+        if end is None:
+            return
+        scale = np.prod(_as_inputs(self.law, x), axis=1)
+        if np.any(scale >= end):
+            raise ForesightError(f"the fitted {self.law.name} law ({self.law.formula}) reaches zero at "
+                                 f"{' * '.join(self.input_names)} = {end:.4g}, so it cannot predict at "
+                                 f"{float(np.max(scale)):.4g}: a local law does not extrapolate that far "
+                                 f"(the power law does)")
+
     def extrapolation_decades(self, x) -> np.ndarray:
         """log10 of how far past the largest fitted run x lies (0 inside the data), by compute (x, or N·D)."""
         query = np.sum(np.log(_as_inputs(self.law, x)), axis=1)
@@ -272,6 +285,7 @@ class FitResult:
     def prediction_rows(self, xs, level: float = DEFAULT_LEVEL) -> list[dict]:
         rows = []
         for x in xs:
+            self.check_in_domain(x)
             low, high = self.interval(x, level)
             rows.append({"x": _jsonable_x(x), "y": self.predict(x), "low": low, "high": high,
                          "extrapolation": float(10 ** self.extrapolation_decades(x)[0])})

@@ -110,6 +110,7 @@ def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
     losses = [s["final_val_loss"] for s in summaries]
     result = fit_top_runs(fit_config.law, flops, losses, fit_config.top_runs)
     x, y = result.inputs[:, 0].tolist(), result.y.tolist()
+    result.check_in_domain(c_target)
     low, high = result.interval(c_target, level=LEVEL)
     fit = {
         "law": result.law.formula,

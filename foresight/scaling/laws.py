@@ -70,6 +70,11 @@ class Law:
         """The exponents that must be positive for the law to fall with its inputs."""
         raise NotImplementedError
 
+    def domain_end(self, theta: np.ndarray, log_ref: np.ndarray) -> float | None:
+        """The input (in the data's units) at and beyond which the law has no value; None where it has one
+        everywhere. Only a law that can reach zero has an end."""
+        return None
+
 
 # Scale parameters are exp(theta_k); a floor on log c keeps "no irreducible term" reachable without -inf.
 _LOG_FLOOR = -30.0
@@ -211,6 +216,11 @@ class LogLinearLaw(Law):
 
     def decay_exponents(self, theta):
         return np.array([theta[1]])
+
+    def domain_end(self, theta, log_ref):
+        l_ref, beta = theta
+        # the line L_ref − β·u reaches zero at u = L_ref / β
+        return float(np.exp(log_ref[0] + l_ref / beta)) if beta > 0 else None
 
 
 LAWS: dict[str, Law] = {law.name: law for law in (PowerLaw(), PowerLawNoOffset(), ChinchillaLaw(), LogLinearLaw())}
