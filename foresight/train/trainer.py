@@ -274,7 +274,10 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
         if bar is not None:
             # postfix first and without its own redraw: update() then redraws at most every mininterval, so a log
             # file gets a line every 30 s rather than one per step
-            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val_loss:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
+            shown = {"loss": f"{train_loss:.3f}", "tok_s": f"{tps:,.0f}"}
+            if math.isfinite(val_loss):  # nothing to show before the first evaluation (eval_every = 0: the end)
+                shown["val"] = f"{val_loss:.3f}"
+            bar.set_postfix(shown, refresh=False)
             bar.update(1)
         row = None
         if done % t.log_every == 0 or done == steps:
