@@ -197,7 +197,7 @@ class LogLinearLaw(Law):
         l_ref, beta = theta
         u = logx[:, 0]
         # where the line has reached zero there is no log: a tiny floor keeps the optimiser's objective finite (and
-        # enormous), and predictions there come out as ~0, which `FitResult` users see as an absurd loss
+        # enormous); predictions there are refused (`domain_end`, `FitResult.check_in_domain`)
         value = np.maximum(l_ref - beta * u, 1e-300)
         return np.log(value), np.stack([1.0 / value, -u / value], axis=1)
 
