@@ -177,3 +177,45 @@ def test_forecast_fit_on_the_top_runs_has_the_whole_ladders_noise_as_its_floor()
     # the default fits every run with the report's law, and has no floor from outside the fitted runs
     default = _fit_ladder(summaries, c_target, FitConfig())
     assert default["n_points"] == 6 and default["noise_floor"] == 0.0 and default["law"].startswith("L(C) = a*C^(-b)")
+
+
+def test_parallel_jobs_each_hold_a_slot_and_its_environment(tmp_path):
+    """run_jobs gives each running job its own slot (the ladder maps slots to GPUs): two jobs that overlap in time
+    never share one, and a later job reuses a freed slot."""
+    from foresight.processes import run_jobs
+
+    # each job records its slot and start/end times; all three overlap their neighbours
+    code = ("import os, sys, time; t0 = time.time(); time.sleep(float(sys.argv[1])); "
+            "print(os.environ['JOB_SLOT'], t0, time.time())")
+    jobs = [(f"j{i}", [sys.executable, "-c", code, str(d)], tmp_path / f"j{i}.log")
+            for i, d in enumerate([2.0, 0.3, 0.3])]
+    done = []
+    failures = run_jobs(jobs, 2, lambda name, started: done.append(name), say=lambda *a: None,
+                        slot_env=lambda slot: {"JOB_SLOT": str(slot)})
+    assert failures == [] and sorted(done) == ["j0", "j1", "j2"]
+    rows = {j[0]: (j[2].read_text().split()) for j in jobs}
+    slot = {name: int(r[0]) for name, r in rows.items()}
+    span = {name: (float(r[1]), float(r[2])) for name, r in rows.items()}
+    assert slot["j0"] == 0 and slot["j1"] == 1  # started together: different slots
+    assert slot["j2"] == 1  # j1's slot, freed while j0 still runs
+    assert span["j2"][0] < span["j0"][1]  # j2 ran beside j0, so sharing j0's slot would have been a clash
+
+
+def test_ladder_runs_are_spread_over_the_visible_gpus(monkeypatch):
+    import torch
+
+    from foresight.scaling.ladder import gpu_slot_env, ladder_gpus
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert ladder_gpus("cuda") == ["0", "1", "2", "3"] and ladder_gpus("auto") == ["0", "1", "2", "3"]
+    assert ladder_gpus("cpu") == []  # a CPU ladder on a GPU machine stays on the CPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")  # only what the caller was given
+    gpus = ladder_gpus("cuda")
+    assert gpus == ["2", "5"]
+    env = gpu_slot_env(gpus)
+    assert [env(s)["CUDA_VISIBLE_DEVICES"] for s in range(3)] == ["2", "5", "2"]
+    assert gpu_slot_env([]) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ladder_gpus("auto") == []

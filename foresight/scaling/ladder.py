@@ -275,20 +275,44 @@ def _train_command(config: Path, run: Path, threads: int) -> list[str]:
             "--set", f"train.threads={threads}"]
 
 
+def ladder_gpus(device: str) -> list[str]:
+    """The GPUs ladder runs with train.device = `device` would train on: those CUDA_VISIBLE_DEVICES names (or all
+    of them), none for "cpu" or where there is no GPU."""
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_slot_env(gpus: list[str]):
+    """Job slot -> the one GPU its runs see (round-robin when there are more slots than GPUs), or None on CPUs."""
+    if not gpus:
+        return None
+    return lambda slot: {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
+
+
 def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
     """Train every ladder run that has no summary yet (resuming partial ones), `jobs` at a time, largest first so
     the long runs start early. Returns the summaries in plan order.
 
-    jobs=0 means one run per core, each on one thread: ladder models are small, and on 2 cores two single-threaded
-    runs beat one two-threaded run; a two-threaded run is also fragile, since its threads spin-wait on each other
-    and slow down up to 10x when anything else takes a core (measured: docs/LOG.md, 2026-11-23)."""
+    On CPUs, jobs=0 means one run per core, each on one thread: ladder models are small, and on 2 cores two
+    single-threaded runs beat one two-threaded run; a two-threaded run is also fragile, since its threads spin-wait
+    on each other and slow down up to 10x when anything else takes a core (measured: docs/LOG.md, 2026-11-23).
+    On GPUs, jobs=0 means one run per GPU, and each running job is given its own GPU (CUDA_VISIBLE_DEVICES),
+    round-robin when there are more jobs than GPUs."""
     plan = load_plan(out)
-    jobs = jobs or os.cpu_count() or 1
     names = [r["name"] for r in plan["runs"]]
+    gpus = ladder_gpus(read_toml(out / "configs" / f"{names[0]}.toml").get("train", {}).get("device", "auto"))
+    jobs = jobs or len(gpus) or os.cpu_count() or 1
     pending = [n for n in names if run_status(out, n) != "done"]
     if pending:
+        on = f" on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else ""
         say(f"ladder: {len(names) - len(pending)} of {len(names)} runs done; training {len(pending)} "
-            f"({jobs} at a time)")
+            f"({jobs} at a time{on})")
     threads = max(1, (os.cpu_count() or 1) // jobs)
     queue = sorted(pending, key=lambda n: -next(r["compute"] for r in plan["runs"] if r["name"] == n))
 
@@ -298,7 +322,8 @@ def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
             f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
 
     failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads),
-                          out / "runs" / n / "train.log") for n in queue], jobs, done, say, log_mode="a")
+                          out / "runs" / n / "train.log") for n in queue], jobs, done, say, log_mode="a",
+                        slot_env=gpu_slot_env(gpus))
     if failures:
         raise ForesightError(f"{len(failures)} ladder run(s) failed (see their train.log): " + "; ".join(failures))
     return [json.loads((out / "runs" / n / "summary.json").read_text()) for n in names]

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = lsub.add_parser("run", help="train the ladder's pending runs (resumable)")
     r.add_argument("dir", type=Path, help="a directory written by `foresight ladder plan`")
     r.add_argument("--jobs", type=int, default=0, help="runs trained at once, cores split between them (default: "
-                                                        "one per core)")
+                                                        "one per core; on GPUs, one per GPU, each given its own)")
     r.set_defaults(func=_run)
     ladder.set_defaults(func=lambda args: ladder.print_help())
 
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("config", help="a forecast config, e.g. configs/forecast-cpu.toml")
     f.add_argument("--out", required=True, type=Path)
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    f.add_argument("--jobs", type=int, default=0, help="ladder runs trained at once (default: one per core)")
+    f.add_argument("--jobs", type=int, default=0, help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
     f.set_defaults(func=_forecast)
 
 
