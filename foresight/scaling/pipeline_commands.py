@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("config", help="a forecast config, e.g. configs/forecast-cpu.toml")
     f.add_argument("--out", required=True, type=Path)
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    f.add_argument("--jobs", type=int, default=0, help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
+    f.add_argument("--jobs", type=int, default=0,
+                   help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
     f.set_defaults(func=_forecast)
 
 
