@@ -155,7 +155,8 @@ def test_debian_download_refreshes_stale_package_lists(tmp_path, monkeypatch):
             return subprocess.CompletedProcess(cmd, 0, "", "")
         if cmd[:2] == ["apt-cache", "madison"]:
             return subprocess.CompletedProcess(cmd, 0, f" {art.package} | 1.0 | http://mirror bookworm/main\n", "")
-        return subprocess.CompletedProcess(cmd, 100, "", f"E: Version '{art.version}' for '{art.package}' was not found")
+        missing = f"E: Version '{art.version}' for '{art.package}' was not found"
+        return subprocess.CompletedProcess(cmd, 100, "", missing)
 
     monkeypatch.setattr(sources.subprocess, "run", fake_run)
     sources._download(art, tmp_path)
