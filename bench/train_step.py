@@ -8,8 +8,11 @@ parametrization, untied (Llama's default); transformers uses SDPA attention. Tim
 
     .venv/bin/python bench/train_step.py [--width 512] [--layers 8] [--heads 8] [--vocab 8192] [--seq 256]
                                          [--batch 8] [--steps 1] [--repeats 5] [--threads 2] [--no-keep-memory]
+                                         [--device cpu|cuda] [--dtype float32|bfloat16]
 
-Last line: `ratio: X` = our tokens/s / transformers' tokens/s.
+On a GPU (`--device cuda --dtype bfloat16`: bf16 autocast for both, weights and optimizer state in fp32, as the
+trainer does) it also prints each model's model-FLOPs utilization against the card's dense bf16 peak
+(foresight.train.flops: 6·N per token plus attention). Last line: `ratio: X` = our tokens/s / transformers' tokens/s.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ def build_models(args):
     return cfg, ours.train(), theirs.train()
 
 
-def make_step(model, optimizer, logits_of, inputs, targets):
+def make_step(model, optimizer, logits_of, inputs, targets, autocast=None):
     """One full training step; returns the loss (a Python float only when asked, so timing has no extra sync)."""
+    import contextlib
+
     def step():
-        logits = logits_of(model, inputs)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        with autocast or contextlib.nullcontext():
+            logits = logits_of(model, inputs)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -72,6 +78,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per model (after one warm-up call)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="bfloat16: autocast, as train.dtype = 'bfloat16' does")
     parser.add_argument("--no-keep-memory", action="store_true",
                         help="skip foresight.runtime.keep_freed_memory (the glibc setting the CLI applies at start)")
     args = parser.parse_args()
@@ -81,27 +90,34 @@ def main() -> None:
         from foresight.runtime import keep_freed_memory
         keep_freed_memory()
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda, but no CUDA device is available")
+    device = torch.device(args.device)
     cfg, ours, theirs = build_models(args)
+    ours, theirs = ours.to(device), theirs.to(device)
     gen = torch.Generator().manual_seed(0)
-    batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen)
+    batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen).to(device)
     inputs, targets = batch[:, :-1], batch[:, 1:]
+    bf16 = args.dtype == "bfloat16"
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else (lambda: None)
 
     groups = ours.param_groups(weight_decay=0.1)
     for g in groups:
         g["lr"] = args.lr * g["lr_mult"]
-    opt_ours = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95))
+    fused = True if device.type == "cuda" else None  # the trainer's choice (foresight.train.optim)
+    opt_ours = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), fused=fused)
     decay = [p for p in theirs.parameters() if p.ndim >= 2]
     no_decay = [p for p in theirs.parameters() if p.ndim < 2]
     opt_theirs = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                                   lr=args.lr, betas=(0.9, 0.95))
+                                   lr=args.lr, betas=(0.9, 0.95), fused=fused)
 
-    step_ours = make_step(ours, opt_ours, lambda m, x: m(x), inputs, targets)
-    step_theirs = make_step(theirs, opt_theirs, lambda m, x: m(input_ids=x).logits, inputs, targets)
+    step_ours = make_step(ours, opt_ours, lambda m, x: m(x), inputs, targets, autocast())
+    step_theirs = make_step(theirs, opt_theirs, lambda m, x: m(input_ids=x).logits, inputs, targets, autocast())
 
     # The first step doubles as the check that both are the same network (same weights, same loss).
     loss_ours, loss_theirs = step_ours().item(), step_theirs().item()
     print(f"first-step loss: ours {loss_ours:.6f}, transformers {loss_theirs:.6f}")
-    if abs(loss_ours - loss_theirs) > 1e-4 * abs(loss_theirs):
+    if abs(loss_ours - loss_theirs) > (1e-2 if bf16 else 1e-4) * abs(loss_theirs):  # bf16 rounds differently
         raise SystemExit("the two models disagree on the first loss: not the same network")
 
     def repeat(step):
@@ -113,13 +129,23 @@ def main() -> None:
     n_params = ours.num_params()
     print(f"shape: width {cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, d_ff {cfg.d_ff}, "
           f"vocab {cfg.vocab_size}, seq {args.seq}, batch {args.batch}; {n_params / 1e6:.1f}M parameters; "
-          f"fp32, {torch.get_num_threads()} threads")
+          f"{args.dtype} on {device_name(device)}")
+    from foresight.train.flops import device_peak_flops, flops_per_token
+
+    peak = device_peak_flops(device)[0] if device.type == "cuda" else None  # MFU is a GPU figure here
     rates = {}
     for name, secs in seconds.items():
         rates[name] = tokens / median(secs)
+        mfu = f", MFU {100 * flops_per_token(cfg, args.seq) * rates[name] / peak:.1f}%" if peak and bf16 else ""
         print(f"{name:>12}: {rates[name]:8.1f} tokens/s  (median of {len(secs)}; "
-              f"per call {min(secs):.2f}-{max(secs):.2f} s for {args.steps} step(s))")
+              f"per call {min(secs):.3f}-{max(secs):.3f} s for {args.steps} step(s){mfu})")
     print_ratio(rates["ours"] / rates["transformers"])
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 if __name__ == "__main__":
