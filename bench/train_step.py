@@ -18,6 +18,7 @@ trainer does) it also prints each model's model-FLOPs utilization against the ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -53,8 +54,6 @@ def build_models(args):
 
 def make_step(model, optimizer, logits_of, inputs, targets, autocast=None):
     """One full training step; returns the loss (a Python float only when asked, so timing has no extra sync)."""
-    import contextlib
-
     def step():
         with autocast or contextlib.nullcontext():
             logits = logits_of(model, inputs)
@@ -99,20 +98,22 @@ def main() -> None:
     batch = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=gen).to(device)
     inputs, targets = batch[:, :-1], batch[:, 1:]
     bf16 = args.dtype == "bfloat16"
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else (lambda: None)
+    # one autocast object serves every step of both models, as one serves every step of the trainer
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else None
 
-    groups = ours.param_groups(weight_decay=0.1)
-    for g in groups:
-        g["lr"] = args.lr * g["lr_mult"]
-    fused = True if device.type == "cuda" else None  # the trainer's choice (foresight.train.optim)
-    opt_ours = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), fused=fused)
+    from foresight.config import TrainConfig
+    from foresight.train.optim import build_optimizer
+
+    # ours: the trainer's own optimizer (per-group rates, fused AdamW on a GPU); theirs: the same settings by hand
+    opt_ours = build_optimizer(ours, TrainConfig(lr=args.lr, weight_decay=0.1, beta1=0.9, beta2=0.95))
+    fused = True if device.type == "cuda" else None
     decay = [p for p in theirs.parameters() if p.ndim >= 2]
     no_decay = [p for p in theirs.parameters() if p.ndim < 2]
     opt_theirs = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                                    lr=args.lr, betas=(0.9, 0.95), fused=fused)
 
-    step_ours = make_step(ours, opt_ours, lambda m, x: m(x), inputs, targets, autocast())
-    step_theirs = make_step(theirs, opt_theirs, lambda m, x: m(input_ids=x).logits, inputs, targets, autocast())
+    step_ours = make_step(ours, opt_ours, lambda m, x: m(x), inputs, targets, autocast)
+    step_theirs = make_step(theirs, opt_theirs, lambda m, x: m(input_ids=x).logits, inputs, targets, autocast)
 
     # The first step doubles as the check that both are the same network (same weights, same loss).
     loss_ours, loss_theirs = step_ours().item(), step_theirs().item()

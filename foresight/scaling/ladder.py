@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from foresight.config import RunConfig, TrainConfig, config_from_dict, config_to_dict, dump_config, read_toml
+from foresight.config import (RunConfig, TrainConfig, config_from_dict, config_to_dict, dump_config, load_config,
+                              read_toml)
 from foresight.errors import ForesightError
 from foresight.model.config import ModelConfig
 from foresight.processes import run_jobs
@@ -306,7 +307,7 @@ def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
     round-robin when there are more jobs than GPUs."""
     plan = load_plan(out)
     names = [r["name"] for r in plan["runs"]]
-    gpus = ladder_gpus(read_toml(out / "configs" / f"{names[0]}.toml").get("train", {}).get("device", "auto"))
+    gpus = ladder_gpus(load_config(out / "configs" / f"{names[0]}.toml").train.device)
     jobs = jobs or len(gpus) or os.cpu_count() or 1
     pending = [n for n in names if run_status(out, n) != "done"]
     if pending:

@@ -21,7 +21,7 @@ fi
 ls .device/wheels/tomli_w-*.whl >/dev/null 2>&1 \
   || $PY -m pip download --disable-pip-version-check -q --no-deps -d .device/wheels "tomli-w==$($PY -c 'import importlib.metadata as m; print(m.version("tomli-w"))')"
 if [ "${1:-}" = "--state" ]; then
-  [ -f "$2/plan.json" ] || { echo "error: $2 is not a forecast folder (no plan.json)" >&2; exit 1; }
+  [ -n "${2:-}" ] && [ -f "$2/plan.json" ] || { echo "error: --state needs a forecast folder (one with plan.json); got '${2:-}'" >&2; exit 1; }
   tar -C "$(dirname "$2")" --exclude=checkpoints --exclude=tensorboard --transform "s,^$(basename "$2"),gpu," \
     -czf .device/forecast-state.tar.gz "$(basename "$2")"
   echo "packed $2 (to resume as forecasts/gpu there)"
