@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -217,5 +218,70 @@ def test_ladder_runs_are_spread_over_the_visible_gpus(monkeypatch):
     env = gpu_slot_env(gpus)
     assert [env(s)["CUDA_VISIBLE_DEVICES"] for s in range(3)] == ["2", "5", "2"]
     assert gpu_slot_env([]) is None
+    # a run split over two processes gets two GPUs, each slot its own pair
+    pairs = gpu_slot_env(["0", "1", "2", "3"], per_job=2)
+    assert [pairs(s)["CUDA_VISIBLE_DEVICES"] for s in range(2)] == ["0,1", "2,3"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert ladder_gpus("auto") == []
+
+
+def test_batch_multiple_rounds_the_plan_and_is_saved_only_when_set():
+    from foresight.scaling.ladder import dump_forecast_config, plan_ladder
+    from foresight.scaling.forecast import resolve_vocab
+
+    with pytest.raises(ForesightError, match="ladder.batch_multiple must be at least 1, not 0"):
+        load_forecast_config(REPO / "configs/forecast-cpu.toml", ["ladder.batch_multiple=0"])
+    plans = {}
+    for m in (1, 8):
+        fc = load_forecast_config(REPO / "configs/forecast-gpu.toml", [f"ladder.batch_multiple={m}"])
+        resolve_vocab(fc)
+        plans[m] = plan_ladder(fc)
+        assert ("batch_multiple" in dump_forecast_config(fc)) == (m != 1)
+    assert all(r["batch_size"] % 8 == 0 for r in plans[8])
+    assert any(r["batch_size"] % 8 for r in plans[1])  # so the rounding above was needed
+    # the same models and compute levels: only the batch (and so the step count) moves
+    assert [r["name"] for r in plans[8]] == [r["name"] for r in plans[1]]
+    for a, b in zip(plans[1], plans[8]):
+        assert abs(b["batch_size"] - a["batch_size"]) < 8 and b["compute"] == pytest.approx(a["compute"], rel=0.01)
+
+
+def test_ladder_run_over_several_processes_matches_one(small_dataset, tmp_path):
+    """`ladder run --procs-per-run 2` trains a run as one torchrun job of two data-parallel processes; it must
+    reach the loss the same run reaches in one process. A batch that does not split is refused before anything
+    starts, naming the run."""
+    out = tmp_path / "ladder"
+    overrides = _mini_overrides(small_dataset)
+    plan = subprocess.run([sys.executable, "-m", "foresight", "ladder", "plan", "configs/forecast-cpu.toml",
+                           "--out", str(out), *overrides, "--set", "ladder.batch_multiple=2"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert plan.returncode == 0, plan.stderr
+    # a one-run ladder (its smallest run) keeps the test short
+    plan_json = json.loads((out / "plan.json").read_text())
+    plan_json["runs"] = plan_json["runs"][:1]
+    (out / "plan.json").write_text(json.dumps(plan_json))
+    name = plan_json["runs"][0]["name"]
+    assert plan_json["runs"][0]["batch_size"] % 2 == 0
+
+    odd = json.loads(json.dumps(plan_json))
+    odd["runs"][0]["batch_size"] = 5
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "plan.json").write_text(json.dumps(odd))
+    shutil.copytree(out / "configs", tmp_path / "odd" / "configs")
+    refused = subprocess.run([sys.executable, "-m", "foresight", "ladder", "run", str(tmp_path / "odd"),
+                              "--procs-per-run", "2"], capture_output=True, text=True, cwd=REPO)
+    assert refused.returncode == 2
+    assert f"does not divide the batch of {name} (batch 5)" in refused.stderr and "batch_multiple=2" in refused.stderr
+    assert not (tmp_path / "odd" / "runs").exists()
+
+    two = subprocess.run([sys.executable, "-m", "foresight", "ladder", "run", str(out), "--procs-per-run", "2",
+                          "--jobs", "1"], capture_output=True, text=True, cwd=REPO)
+    assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-2000:]
+    assert "each over 2 processes" in two.stdout
+    split = json.loads((out / "runs" / name / "summary.json").read_text())
+    assert split["world_size"] == 2
+    one = subprocess.run([sys.executable, "-m", "foresight", "train", str(out / "configs" / f"{name}.toml"),
+                          "--out", str(tmp_path / "one"), "--no-progress"], capture_output=True, text=True, cwd=REPO)
+    assert one.returncode == 0, one.stderr[-2000:]
+    single = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert single["world_size"] == 1 and single["steps"] == split["steps"]
+    assert abs(single["final_val_loss"] - split["final_val_loss"]) < 1e-4

@@ -131,7 +131,8 @@ def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
     return fit
 
 
-def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 0) -> dict:
+def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 0,
+             procs_per_run: int = 1) -> dict:
     from foresight.scaling.ladder import load_forecast_config
 
     t0 = time.time()
@@ -162,7 +163,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     # Ladder.
     ladder_done = all((out / "runs" / r["name"] / "summary.json").is_file() for r in plan["runs"])
     stage("train the ladder", ladder_done)
-    summaries = run_ladder(out, jobs=jobs, say=_say)
+    summaries = run_ladder(out, jobs=jobs, say=_say, procs_per_run=procs_per_run)
 
     # Fit.
     from foresight.scaling.laws import get_law

@@ -48,6 +48,9 @@ class LadderConfig:
     # too few steps has not converged and sits above the law.
     min_steps: int = 300
     min_batch: int = 4
+    # Every run's batch is a multiple of this, so that `ladder run --procs-per-run K` can split each run over K
+    # data-parallel processes (K must divide it). 1 keeps the batches above exactly.
+    batch_multiple: int = 1
     # Evaluate only at the end (the fit uses final losses; intermediate evals cost time).
     eval_every: int = 0
 
@@ -137,6 +140,8 @@ class ForecastConfig:
             raise ValueError(f"ladder.span must be at least 30 (the ladder must cover 30x in compute), not {lc.span}")
         if lc.extrapolation < 10:
             raise ValueError(f"ladder.extrapolation must be at least 10, not {lc.extrapolation}")
+        if lc.batch_multiple < 1:
+            raise ValueError(f"ladder.batch_multiple must be at least 1, not {lc.batch_multiple}")
         if lc.param_count not in ("non_embedding", "total"):
             raise ValueError("ladder.param_count must be 'non_embedding' or 'total'")
         if self.fit.law not in FIT_LAWS:
@@ -181,10 +186,11 @@ def ladder_batch(tokens: int, target_tokens: int, target_batch: int, seq_len: in
     rule (halve the batch until a run has >= min_steps steps) gave neighbouring runs 565 and 324 steps, and a run
     with 2x the compute of its neighbour finished at a *higher* loss (docs/LOG.md). Batch ∝ √D follows the growth of
     the critical batch with scale (e.g. DeepSeek LLM 2024 fit B_opt ∝ C^0.33). Floors: min_batch, and then enough
-    steps (min_steps) where the batch can still shrink."""
-    batch = max(lc.min_batch, round(target_batch * math.sqrt(tokens / target_tokens)))
-    while batch > lc.min_batch and tokens / (batch * seq_len) < lc.min_steps:
-        batch -= 1
+    steps (min_steps) where the batch can still shrink. The batch moves in steps of batch_multiple."""
+    m = lc.batch_multiple
+    batch = m * math.ceil(max(lc.min_batch, round(target_batch * math.sqrt(tokens / target_tokens))) / m)
+    while batch - m >= lc.min_batch and tokens / (batch * seq_len) < lc.min_steps:
+        batch -= m
     return batch
 
 
@@ -271,8 +277,11 @@ def run_status(out: Path, name: str) -> str:
     return "partial" if (run / "checkpoints").is_dir() else "pending"
 
 
-def _train_command(config: Path, run: Path, threads: int) -> list[str]:
-    return [sys.executable, "-m", "foresight", "train", str(config), "--out", str(run), "--resume", "--no-progress",
+def _train_command(config: Path, run: Path, threads: int, procs: int = 1) -> list[str]:
+    """`foresight train` for one ladder run; with procs > 1, one torchrun job of that many data-parallel processes."""
+    launcher = [sys.executable] if procs == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
+    return [*launcher, "-m", "foresight", "train", str(config), "--out", str(run), "--resume", "--no-progress",
             "--set", f"train.threads={threads}"]
 
 
@@ -289,14 +298,16 @@ def ladder_gpus(device: str) -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def gpu_slot_env(gpus: list[str]):
-    """Job slot -> the one GPU its runs see (round-robin when there are more slots than GPUs), or None on CPUs."""
+def gpu_slot_env(gpus: list[str], per_job: int = 1):
+    """Job slot -> the `per_job` GPUs its runs see (round-robin when the slots need more GPUs than there are), or
+    None on CPUs."""
     if not gpus:
         return None
-    return lambda slot: {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
+    return lambda slot: {"CUDA_VISIBLE_DEVICES": ",".join(gpus[(slot * per_job + i) % len(gpus)]
+                                                          for i in range(per_job))}
 
 
-def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
+def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1) -> list[dict]:
     """Train every ladder run that has no summary yet (resuming partial ones), `jobs` at a time, largest first so
     the long runs start early. Returns the summaries in plan order.
 
@@ -304,17 +315,23 @@ def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
     single-threaded runs beat one two-threaded run; a two-threaded run is also fragile, since its threads spin-wait
     on each other and slow down up to 10x when anything else takes a core (measured: docs/LOG.md, 2026-11-23).
     On GPUs, jobs=0 means one run per GPU, and each running job is given its own GPU (CUDA_VISIBLE_DEVICES),
-    round-robin when there are more jobs than GPUs."""
+    round-robin when there are more jobs than GPUs.
+
+    procs_per_run > 1 trains each run as one torchrun job of that many data-parallel processes (one GPU each on
+    GPUs, and jobs=0 then means as many runs at once as there are groups of that many GPUs). Every pending run's
+    batch must divide by it: plan with ladder.batch_multiple set to it."""
     plan = load_plan(out)
     names = [r["name"] for r in plan["runs"]]
     gpus = ladder_gpus(load_config(out / "configs" / f"{names[0]}.toml").train.device)
-    jobs = jobs or len(gpus) or os.cpu_count() or 1
     pending = [n for n in names if run_status(out, n) != "done"]
+    _check_split(plan, pending, procs_per_run, gpus)
+    jobs = jobs or len(gpus) // procs_per_run or max(1, (os.cpu_count() or 1) // procs_per_run)
     if pending:
         on = f" on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else ""
+        split = f", each over {procs_per_run} processes" if procs_per_run > 1 else ""
         say(f"ladder: {len(names) - len(pending)} of {len(names)} runs done; training {len(pending)} "
-            f"({jobs} at a time{on})")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+            f"({jobs} at a time{on}{split})")
+    threads = max(1, (os.cpu_count() or 1) // (jobs * procs_per_run))
     queue = sorted(pending, key=lambda n: -next(r["compute"] for r in plan["runs"] if r["name"] == n))
 
     def done(name: str, started: float) -> None:
@@ -322,12 +339,27 @@ def run_ladder(out: Path, jobs: int = 1, say=print) -> list[dict]:
         say(f"  {name}: {s['flops']:.2e} FLOPs, {s['params']:,} params, {s['tokens']:,} tokens -> "
             f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
 
-    failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads),
+    failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads, procs_per_run),
                           out / "runs" / n / "train.log") for n in queue], jobs, done, say, log_mode="a",
-                        slot_env=gpu_slot_env(gpus))
+                        slot_env=gpu_slot_env(gpus, procs_per_run))
     if failures:
         raise ForesightError(f"{len(failures)} ladder run(s) failed (see their train.log): " + "; ".join(failures))
     return [json.loads((out / "runs" / n / "summary.json").read_text()) for n in names]
+
+
+def _check_split(plan: dict, pending: list[str], procs: int, gpus: list[str]) -> None:
+    """Refuse, before anything starts, a process count that some pending run's batch cannot be split over, or
+    that needs more GPUs than there are."""
+    if procs < 1:
+        raise ForesightError(f"--procs-per-run must be at least 1, not {procs}")
+    if gpus and procs > len(gpus):
+        raise ForesightError(f"--procs-per-run {procs} needs {procs} GPUs per run, but only {len(gpus)} "
+                             f"({','.join(gpus)}) are visible")
+    uneven = [f"{r['name']} (batch {r['batch_size']})" for r in plan["runs"]
+              if r["name"] in pending and r["batch_size"] % procs]
+    if uneven:
+        raise ForesightError(f"--procs-per-run {procs} does not divide the batch of {', '.join(uneven)}; plan the "
+                             f"ladder with --set ladder.batch_multiple={procs} so that every batch does")
 
 
 @dataclass
@@ -365,13 +397,15 @@ def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfi
 
 def dump_forecast_config(fc: ForecastConfig) -> str:
     """TOML of a forecast config, capabilities under [forecast.capabilities] and left out when there are none, and
-    [fit] left out when it is the default (so a config that uses neither dumps exactly as before those sections
-    existed, and its saved forecasts still match it)."""
+    [fit] and ladder.batch_multiple left out when they are the defaults (so a config that uses none of them dumps
+    exactly as before they existed, and its saved forecasts still match it)."""
     import tomli_w
 
     table = config_to_dict(fc)
     if fc.fit == FitConfig():
         del table["fit"]
+    if fc.ladder.batch_multiple == LadderConfig.batch_multiple:
+        del table["ladder"]["batch_multiple"]
     capabilities = table.pop("capabilities")
     if capabilities is not None:
         table["forecast"] = {"capabilities": capabilities}

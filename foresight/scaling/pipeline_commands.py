@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("dir", type=Path, help="a directory written by `foresight ladder plan`")
     r.add_argument("--jobs", type=int, default=0, help="runs trained at once, cores split between them (default: "
                                                         "one per core; on GPUs, one per GPU, each given its own)")
+    _procs_argument(r)
     r.set_defaults(func=_run)
     ladder.set_defaults(func=lambda args: ladder.print_help())
 
@@ -34,7 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     f.add_argument("--jobs", type=int, default=0,
                    help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
+    _procs_argument(f)
     f.set_defaults(func=_forecast)
+
+
+def _procs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--procs-per-run", type=int, default=1, metavar="K",
+                        help="train each ladder run as one torchrun job of K data-parallel processes (one GPU each "
+                             "on GPUs); K must divide every run's batch: plan with --set ladder.batch_multiple=K")
 
 
 def _plan(args) -> int:
@@ -55,12 +63,13 @@ def _plan(args) -> int:
 def _run(args) -> int:
     from foresight.scaling.ladder import run_ladder
 
-    run_ladder(args.dir, jobs=args.jobs)
+    run_ladder(args.dir, jobs=args.jobs, procs_per_run=args.procs_per_run)
     return 0
 
 
 def _forecast(args) -> int:
     from foresight.scaling.forecast import forecast
 
-    forecast(Path(args.config), args.out, args.overrides, jobs=args.jobs)
+    forecast(Path(args.config), args.out, args.overrides, jobs=args.jobs,
+             procs_per_run=args.procs_per_run)
     return 0
