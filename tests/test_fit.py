@@ -77,6 +77,29 @@ def test_published_extrapolations_beat_the_plain_fit_with_honest_intervals():
     assert narrow >= 3
 
 
+def test_four_runs_hold_one_degree_of_freedom_about_noise():
+    """docs/fitting.md: with four runs for three parameters, the forward back-test's noise scale, the one from
+    leaving out any single run, and √RSS of the full fit are the same number to first order. So the C4 and RPJ
+    half-widths (5.6%, 5.02%) cannot be narrowed by choosing the back-test differently: the data hold one dof."""
+    from foresight.scaling.fit import HUBER_DELTA, _minimise, leverage
+
+    gadre = _rows(GADRE)
+    for dataset in ("c4_original", "rpj", "rw_original"):
+        optimal = [r for r in gadre if r["dataset"] == dataset and float(r["chinchilla_multiplier"]) == 1.0]
+        ladder = [r for r in optimal if float(r["C_6ND"]) <= 2.1e19]
+        fit = fit_power_law([float(r["C_6ND"]) for r in ladder], [float(r["loss_c4_val"]) for r in ladder])
+        law, logx, logy = fit.law, np.log(fit.inputs) - fit.log_ref, np.log(fit.y)
+        s = fit.calibration.noise
+        assert fit.calibration.n_pairs == 1  # one back-test: three runs predicting the fourth
+        assert math.sqrt(4) * fit.residual_rms == pytest.approx(s, rel=0.1)  # √RSS
+        for left_out in range(4):
+            keep = [i for i in range(4) if i != left_out]
+            theta = _minimise(law, logx[keep], logy[keep], law.starts(logx[keep], logy[keep]), HUBER_DELTA)[0][1]
+            e = law.log_value(theta, logx[[left_out]])[0] - logy[left_out]
+            h = leverage(law, theta, logx[keep], logx[[left_out]])[0]
+            assert math.sqrt(e * e / (1 + h)) == pytest.approx(s, rel=0.1), (dataset, left_out)
+
+
 def _holdout_cases():
     """Predictions of published runs that are NOT the five targets, used to choose the interval method: Gadre's 1B
     compute-optimal runs from the four smaller ones, and OLMo's 1B/3B runs from the smaller sizes."""
