@@ -226,15 +226,14 @@ def test_ladder_runs_are_spread_over_the_visible_gpus(monkeypatch):
 
 
 def test_batch_multiple_rounds_the_plan_and_is_saved_only_when_set():
-    from foresight.scaling.ladder import dump_forecast_config, plan_ladder
-    from foresight.scaling.forecast import resolve_vocab
+    from foresight.scaling.ladder import dump_forecast_config
 
     with pytest.raises(ForesightError, match="ladder.batch_multiple must be at least 1, not 0"):
         load_forecast_config(REPO / "configs/forecast-cpu.toml", ["ladder.batch_multiple=0"])
     plans = {}
     for m in (1, 8):
         fc = load_forecast_config(REPO / "configs/forecast-gpu.toml", [f"ladder.batch_multiple={m}"])
-        resolve_vocab(fc)
+        fc.target.model.vocab_size = 1024  # bpe:1024, the GPU config's tokenizer (no prepared data needed)
         plans[m] = plan_ladder(fc)
         assert ("batch_multiple" in dump_forecast_config(fc)) == (m != 1)
     assert all(r["batch_size"] % 8 == 0 for r in plans[8])
