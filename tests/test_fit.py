@@ -1,6 +1,7 @@
 """The scaling-law fitter on real published runs, its CLI, its refusals, and the prediction ledger."""
 
 import csv
+import functools
 import json
 import math
 import re
@@ -27,30 +28,40 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def _published_cases():
-    """The five checks of the issue: (name, fitted law, actual target loss, target x, plain-fit prediction)."""
-    cases = []
-    gadre = _rows(GADRE)
-    for dataset in ("c4_original", "rpj", "rw_original"):
-        optimal = [r for r in gadre if r["dataset"] == dataset and float(r["chinchilla_multiplier"]) == 1.0]
-        ladder = [r for r in optimal if float(r["C_6ND"]) <= 2.1e19]
-        target = next(r for r in optimal if r["name"].endswith("open_lm_7b-1.0"))
-        x = np.array([float(r["C_6ND"]) for r in ladder])
-        y = np.array([float(r["loss_c4_val"]) for r in ladder])
-        tx = float(target["C_6ND"])
-        cases.append((f"gadre-{dataset}", fit_power_law(x, y), float(target["loss_c4_val"]), tx,
-                      least_squares_baseline("power", x, y, n_bootstrap=0)))
-    olmo = _rows(OLMO)
-    ladder = [r for r in olmo if r["size"] in ("190M", "370M", "760M", "1B") and r["xC"] in ("1xC", "2xC", "5xC",
-                                                                                                "10xC")]
-    assert len(ladder) == 16
+@functools.lru_cache(maxsize=None)
+def _gadre(dataset):
+    """Gadre et al.'s compute-optimal runs on one dataset, and the fit on the four up to 2.0e19 FLOPs (cached: the
+    published check, the holdout check and the noise check all use the same fits)."""
+    optimal = [r for r in _rows(GADRE) if r["dataset"] == dataset and float(r["chinchilla_multiplier"]) == 1.0]
+    ladder = [r for r in optimal if float(r["C_6ND"]) <= 2.1e19]
+    x = np.array([float(r["C_6ND"]) for r in ladder])
+    y = np.array([float(r["loss_c4_val"]) for r in ladder])
+    return optimal, x, y, fit_power_law(x, y)
+
+
+@functools.lru_cache(maxsize=None)
+def _olmo(sizes):
+    """The OLMo ladder runs of these sizes at 1-10x Chinchilla, and L(N, D) fitted to them (cached)."""
+    ladder = [r for r in _rows(OLMO) if r["size"] in sizes and r["xC"] in ("1xC", "2xC", "5xC", "10xC")]
     n = [float(r["N_nonembed"]) for r in ladder]
     d = [float(r["D_tokens"]) for r in ladder]
     y = [float(r[OLMO_LOSS]) for r in ladder]
-    fit = fit_chinchilla(n, d, y)
+    return n, d, y, fit_chinchilla(n, d, y)
+
+
+def _published_cases():
+    """The five checks of the issue: (name, fitted law, actual target loss, target x, plain-fit prediction)."""
+    cases = []
+    for dataset in ("c4_original", "rpj", "rw_original"):
+        optimal, x, y, fit = _gadre(dataset)
+        target = next(r for r in optimal if r["name"].endswith("open_lm_7b-1.0"))
+        cases.append((f"gadre-{dataset}", fit, float(target["loss_c4_val"]), float(target["C_6ND"]),
+                      least_squares_baseline("power", x, y, n_bootstrap=0)))
+    n, d, y, fit = _olmo(("190M", "370M", "760M", "1B"))
+    assert len(y) == 16
     plain = least_squares_baseline("chinchilla", np.stack([n, d], axis=1), y, n_bootstrap=0)
     for name in ("peteish7_eval_anneal", "peteish13_eval_final"):
-        t = next(r for r in olmo if r["run"] == name)
+        t = next(r for r in _rows(OLMO) if r["run"] == name)
         cases.append((f"olmo-{name}", fit, float(t[OLMO_LOSS]), (float(t["N_nonembed"]), float(t["D_tokens"])),
                       plain))
     return cases
@@ -83,11 +94,8 @@ def test_four_runs_hold_one_degree_of_freedom_about_noise():
     half-widths (5.6%, 5.02%) cannot be narrowed by choosing the back-test differently: the data hold one dof."""
     from foresight.scaling.fit import HUBER_DELTA, _minimise, leverage
 
-    gadre = _rows(GADRE)
     for dataset in ("c4_original", "rpj", "rw_original"):
-        optimal = [r for r in gadre if r["dataset"] == dataset and float(r["chinchilla_multiplier"]) == 1.0]
-        ladder = [r for r in optimal if float(r["C_6ND"]) <= 2.1e19]
-        fit = fit_power_law([float(r["C_6ND"]) for r in ladder], [float(r["loss_c4_val"]) for r in ladder])
+        fit = _gadre(dataset)[3]
         law, logx, logy = fit.law, np.log(fit.inputs) - fit.log_ref, np.log(fit.y)
         s = fit.calibration.noise
         assert fit.calibration.n_pairs == 1  # one back-test: three runs predicting the fourth
@@ -104,19 +112,13 @@ def _holdout_cases():
     """Predictions of published runs that are NOT the five targets, used to choose the interval method: Gadre's 1B
     compute-optimal runs from the four smaller ones, and OLMo's 1B/3B runs from the smaller sizes."""
     cases = []
-    gadre = _rows(GADRE)
     for dataset in ("c4_original", "rpj", "rw_original"):
-        optimal = [r for r in gadre if r["dataset"] == dataset and float(r["chinchilla_multiplier"]) == 1.0]
-        ladder = [r for r in optimal if float(r["C_6ND"]) <= 2.1e19]
-        fit = fit_power_law([float(r["C_6ND"]) for r in ladder], [float(r["loss_c4_val"]) for r in ladder])
+        optimal, _, _, fit = _gadre(dataset)
         held = next(r for r in optimal if r["name"].endswith("open_lm_1b-1.0"))
         cases.append((fit, float(held["C_6ND"]), float(held["loss_c4_val"])))
-    olmo = _rows(OLMO)
     for sizes, held_sizes in ((("190M", "370M", "760M"), ("1B", "3B")), (("190M", "370M", "760M", "1B"), ("3B",))):
-        ladder = [r for r in olmo if r["size"] in sizes and r["xC"] in ("1xC", "2xC", "5xC", "10xC")]
-        fit = fit_chinchilla([float(r["N_nonembed"]) for r in ladder], [float(r["D_tokens"]) for r in ladder],
-                             [float(r[OLMO_LOSS]) for r in ladder])
-        for r in olmo:
+        fit = _olmo(sizes)[3]
+        for r in _rows(OLMO):
             if r["size"] in held_sizes and r["xC"] in ("1xC", "10xC"):
                 cases.append((fit, (float(r["N_nonembed"]), float(r["D_tokens"])), float(r[OLMO_LOSS])))
     return cases
