@@ -13,8 +13,8 @@ sha256 is pinned all the same.
 
 A Debian artifact may also list `fallbacks`: earlier releases of the same package, each pinned by sha256, taken in
 order only when the pinned version can no longer be downloaded. Debian's security archive drops a version once an
-update replaces it, while the main archive keeps a release's last point release. Using a fallback prints a warning, because
-it changes the corpus a little, and the data's manifest records which version was used.
+update replaces it, while the main archive keeps a release's last point release. Using a fallback prints a warning,
+because it changes the corpus a little, and the data's manifest records which version was used.
 """
 
 from __future__ import annotations
