@@ -47,7 +47,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     from foresight.model.generate import generate
-    from foresight.model.load import load_model
+    from foresight.weights.load import load_model
 
     loaded = load_model(args.model, device=args.device, dtype=torch.float32)
     ours, tok = loaded.model, loaded.tokenizer

@@ -53,7 +53,7 @@ def main() -> None:
     from foresight.evals.loaders import load_items
     from foresight.evals.runner import build_context, split_pool
     from foresight.evals.spec import get_task
-    from foresight.model.export import export_model
+    from foresight.weights.export import export_model
 
     work = Path(tempfile.mkdtemp(prefix="eval_mmlu_bench_"))
     hf = args.hf or export_model("smollm2-135m-instruct", work / "hf", "hf", torch.float32)

@@ -1,7 +1,7 @@
 """Training-step throughput: our Transformer vs Hugging Face's LlamaForCausalLM of the same shape.
 
 One step = forward, cross-entropy, backward, AdamW step, zero_grad, on the same random token batch. Both models start
-from the same weights (ours converted with foresight.model.hf), the loss is computed the same way outside both models,
+from the same weights (ours converted with foresight.weights.hf), the loss is computed the same way outside both models,
 and the first step's losses are checked to agree, so the two really are the same network. Our model runs in standard
 parametrization, untied (Llama's default); transformers uses SDPA attention. Timings are interleaved in one process
 (bench/common.py), warm-up excluded, medians reported.
@@ -33,7 +33,7 @@ def build_models(args):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from foresight.model.config import ModelConfig
-    from foresight.model.hf import config_to_hf, state_dict_to_hf
+    from foresight.weights.hf import config_to_hf, state_dict_to_hf
     from foresight.model.transformer import Transformer
 
     cfg = ModelConfig(vocab_size=args.vocab, d_model=args.width, n_layers=args.layers, n_heads=args.heads,

@@ -16,7 +16,8 @@ from foresight.errors import ForesightError
 COMMAND_MODULES = [
     "foresight.data.commands",
     "foresight.train.commands",
-    "foresight.model.commands",
+    "foresight.serve.commands",
+    "foresight.weights.commands",
     "foresight.scaling.commands",
     "foresight.scaling.pipeline_commands",
     "foresight.evals.commands",

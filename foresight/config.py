@@ -241,7 +241,7 @@ def dump_config(cfg: Any) -> str:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    from foresight.train.checkpoint import atomic_write_text  # one atomic-write helper for the whole project
+    from foresight.files import atomic_write_text  # one atomic-write helper for the whole project
 
     atomic_write_text(Path(path), dump_config(cfg))
 

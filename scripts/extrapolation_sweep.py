@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from foresight.errors import ForesightError  # noqa: E402
 from foresight.scaling.forecast import _fit_ladder, finished_forecast, resolve_vocab  # noqa: E402
 from foresight.scaling.ladder import load_forecast_config, plan_ladder, run_ladder, write_plan  # noqa: E402
-from foresight.train.checkpoint import atomic_write_text  # noqa: E402
+from foresight.files import atomic_write_text  # noqa: E402
 
 ERROR_GOAL = 0.02  # the issue's |relative error| bound for the CPU forecast
 

@@ -28,7 +28,7 @@ from foresight.errors import ForesightError  # noqa: E402
 from foresight.scaling.forecast import finished_forecast, resolve_vocab  # noqa: E402
 from foresight.scaling.ladder import (compute_levels, ladder_run, load_forecast_config, run_ladder,  # noqa: E402
                                       shaped, target_compute, write_plan)
-from foresight.train.checkpoint import atomic_write_text  # noqa: E402
+from foresight.files import atomic_write_text  # noqa: E402
 from foresight.train.flops import flops_per_token  # noqa: E402
 
 

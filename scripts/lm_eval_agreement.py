@@ -35,7 +35,7 @@ def main() -> int:
     import torch
 
     from foresight.evals.lm_eval_compare import compare_mmlu
-    from foresight.model.export import export_model
+    from foresight.weights.export import export_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

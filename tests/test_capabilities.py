@@ -13,7 +13,7 @@ import pytest
 
 from foresight.errors import ForesightError
 from foresight.evals import exercises
-from foresight.evals.exercises import (HELD_OUT_PER_LEVEL, LEVELS, NAMED, NAMED_STEPS, _named_expr, held_out_problems,
+from foresight.data.exercises import (HELD_OUT_PER_LEVEL, LEVELS, NAMED, NAMED_STEPS, _named_expr, held_out_problems,
                                       training_exercises)
 from foresight.scaling.capabilities import check_batch, fit_capabilities, judge_capabilities
 from foresight.scaling.ladder import dump_forecast_config, load_forecast_config

@@ -41,8 +41,8 @@ def tiny(tmp_path_factory):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from foresight.model.config import ModelConfig
-    from foresight.model.export import write_hf_folder
-    from foresight.model.load import HFTokenizer, LoadedModel
+    from foresight.weights.export import write_hf_folder
+    from foresight.weights.load import HFTokenizer, LoadedModel
     from foresight.model.transformer import Transformer
 
     bpe = Tokenizer(models.BPE())

@@ -23,7 +23,7 @@ def test_mmlu_zero_shot_agrees_with_lm_eval(tmp_path):
     import torch
 
     from foresight.evals.lm_eval_compare import compare_mmlu
-    from foresight.model.export import export_model
+    from foresight.weights.export import export_model
 
     hf = export_model("smollm2-135m-instruct", tmp_path / "hf", "hf", torch.float32)
     result = compare_mmlu(hf, tmp_path, limit=57)  # one question per subject

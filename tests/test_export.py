@@ -17,8 +17,8 @@ from foresight.config import RunConfig, TrainConfig, dump_config
 from foresight.errors import ForesightError
 from foresight.model import ModelConfig, Transformer
 from foresight.model.chat_template import CHATML_TEMPLATE, TEMPLATE_FILE
-from foresight.model.export import export_model
-from foresight.model.load import load_model
+from foresight.weights.export import export_model
+from foresight.weights.load import load_model
 from foresight.train.checkpoint import save_checkpoint
 
 transformers = pytest.importorskip("transformers")

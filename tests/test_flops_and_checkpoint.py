@@ -10,6 +10,7 @@ import torch
 
 from foresight.model import ModelConfig, Transformer
 from foresight.train import checkpoint as ckpt
+from foresight.files import atomic_write_text
 from foresight.train.flops import flops_per_token, non_embedding_params, total_params
 from foresight.train.optim import lr_factor
 from foresight.config import TrainConfig
@@ -87,6 +88,7 @@ def test_checkpoint_survives_kill_mid_save(tmp_path):
 import os, torch, signal
 import safetensors.torch as st
 from foresight.train import checkpoint as ckpt
+from foresight.files import atomic_write_text
 real = st.save_file
 def dying_save(tensors, path, *a, **k):
     real(tensors, path, *a, **k)
@@ -106,7 +108,7 @@ ckpt.save_checkpoint(__import__('pathlib').Path({str(tmp_path)!r}), 2, {{'w': to
 
 def test_atomic_write_text_replaces_whole(tmp_path):
     p = tmp_path / "a.json"
-    ckpt.atomic_write_text(p, json.dumps({"x": 1}))
-    ckpt.atomic_write_text(p, json.dumps({"x": 2}))
+    atomic_write_text(p, json.dumps({"x": 1}))
+    atomic_write_text(p, json.dumps({"x": 2}))
     assert json.loads(p.read_text()) == {"x": 2}
     assert [f.name for f in tmp_path.iterdir()] == ["a.json"]

@@ -16,7 +16,7 @@ from foresight.cli import main
 from foresight.errors import ForesightError
 from foresight.model import ModelConfig, Transformer
 from foresight.model.generate import generate, generate_text, sample_next_token, stream_text
-from foresight.model.load import RunTokenizer, load_model
+from foresight.weights.load import RunTokenizer, load_model
 from foresight.serve.chat import ChatSession
 
 REPO = Path(__file__).resolve().parents[1]

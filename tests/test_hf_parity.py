@@ -18,10 +18,10 @@ import torch
 
 from foresight.errors import ForesightError
 from foresight.model import KVCache
-from foresight.model import hf as hf_format
+from foresight.weights import hf as hf_format
 from foresight.model.chat_template import CHATML_TEMPLATE
-from foresight.data.sources import sha256_file
-from foresight.model.load import BUILTIN_MODELS, build_transformer, load_model
+from foresight.files import sha256_file
+from foresight.weights.load import BUILTIN_MODELS, build_transformer, load_model
 
 transformers = pytest.importorskip("transformers")
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM  # noqa: E402

@@ -145,10 +145,10 @@ TRAIN_EXERCISES = 1_400_000
 
 
 def read_exercises(cache: Path | None = None, n: int = TRAIN_EXERCISES) -> Iterator[Document]:
-    """The training split of the generated Python exercises (foresight.evals.exercises), grouped as source files of
+    """The training split of the generated Python exercises (foresight.data.exercises), grouped as source files of
     about GROUP_BYTES, functions two blank lines apart. Held-out problems are never among them: the generator
     draws training exercises only from keys it has not reserved for evaluation (tests/test_capabilities.py checks)."""
-    from foresight.evals.exercises import training_exercises, training_text
+    from foresight.data.exercises import training_exercises, training_text
 
     # Each text ends in a newline, so _grouped's blank-line separator leaves two blank lines between functions.
     yield from _grouped("exercises", ((p["task_id"], training_text(p)) for p in training_exercises(n)))

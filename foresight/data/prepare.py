@@ -18,10 +18,11 @@ from tqdm import tqdm
 
 from foresight.data.corpus import CORPORA, TRAIN_EXERCISES, artifacts_for, documents
 from foresight.data.shards import shard_dtype, unigram_entropy
-from foresight.data.sources import ARTIFACTS, fetched_variant, sha256_file
+from foresight.data.sources import ARTIFACTS, fetched_variant
+from foresight.files import sha256_file
 from foresight.data.tokenizer import Tokenizer, parse_spec, slug
 from foresight.errors import ForesightError
-from foresight.evals.exercises import LEVELS as EXERCISE_LEVELS
+from foresight.data.exercises import LEVELS as EXERCISE_LEVELS
 
 DEFAULT_VAL_FRACTION = 0.05
 BPE_TRAINING_BYTES = 40_000_000  # the BPE learns its merges from at most this much training text (spread evenly)
@@ -35,6 +36,14 @@ def default_root() -> Path:
 def dataset_dir(root: Path, corpus: str, tokenizer: str, max_bytes: int | None = None) -> Path:
     name = f"{corpus}-{slug(tokenizer)}" + (f"-max{max_bytes}" if max_bytes else "")
     return Path(root) / name
+
+
+def resolve_data_dir(data) -> Path:
+    """The prepared dataset a run's `[data]` table (a config.DataConfig) names: `path` if set, else the folder
+    `foresight data prepare` writes for its corpus and tokenizer under `root` (or $FORESIGHT_DATA, or ./data)."""
+    if data.path:
+        return Path(data.path)
+    return dataset_dir(Path(data.root) if data.root else default_root(), data.corpus, data.tokenizer)
 
 
 def _unit_hash(*parts) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foresight.data.sources import sha256_file
+from foresight.files import sha256_file
 from foresight.errors import ForesightError
 
 SPLITS = ("train", "val")

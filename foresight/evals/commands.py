@@ -57,15 +57,15 @@ def _list() -> int:
 
 def _run_validation_text(model: str) -> str | None:
     """For a training run: its own corpus (whose validation split it never trained on), if it is prepared."""
-    from foresight.model.load import is_run_dir
+    from foresight.weights.load import is_run_dir
 
     path = Path(model)
     if not (path.is_dir() and is_run_dir(path)):
         return None
     from foresight.config import load_config
-    from foresight.train.trainer import resolve_data_dir
+    from foresight.data.prepare import resolve_data_dir
 
-    data = resolve_data_dir(load_config(path / "config.toml"))
+    data = resolve_data_dir(load_config(path / "config.toml").data)
     return str(data) if (data / "manifest.json").is_file() else None
 
 

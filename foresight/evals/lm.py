@@ -1,4 +1,4 @@
-"""The model side of evaluation: three request types over any MODEL that foresight.model.load reads.
+"""The model side of evaluation: three request types over any MODEL that foresight.weights.load reads.
 
     loglikelihood(context, continuation) -> (sum of log p(continuation tokens | context), whether greedy)
     loglikelihood_rolling(text)           -> (sum of log p over every token of text, token count)
@@ -240,7 +240,7 @@ class EvalModel:
                  batch_tokens: int | None = None, max_rows: int = 64, generate_rows: int = 8, min_prefix: int = 32):
         import difflib
 
-        from foresight.model.load import BUILTIN_MODELS, resolve
+        from foresight.weights.load import BUILTIN_MODELS, resolve
 
         try:
             resolve(spec)  # an unknown model is refused before anything else
@@ -259,7 +259,7 @@ class EvalModel:
 
     @cached_property
     def loaded(self):
-        from foresight.model.load import load_model
+        from foresight.weights.load import load_model
 
         dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         if self.dtype not in dtypes:

@@ -1,4 +1,4 @@
-"""Model definition: Llama-style Transformer, muP, generation, import/export."""
+"""The network: a Llama-style Transformer with muP, its KV cache, sampling and generation, the chat template."""
 
 from foresight.model.config import ModelConfig
 from foresight.model.transformer import KVCache, Transformer

@@ -2,7 +2,7 @@
 programming problems from models trained with far less compute, before it is trained.
 
 1. `measure_pass_rates`: for one model, draw `samples` completions of every held-out exercise
-   (foresight.evals.exercises) and run each distinct one against the problem's tests in the sandbox
+   (foresight.data.exercises) and run each distinct one against the problem's tests in the sandbox
    (foresight.evals.sandbox). A problem's pass rate is passed / samples.
 2. `fit_capabilities`: per difficulty level (and over all levels), take the problems that *every* ladder model
    solved at least once, so that every log pass rate is finite, and fit the report's law
@@ -42,7 +42,7 @@ ALL = "all"  # the bucket of every evaluated problem, whatever its level
 
 def evaluation_problems(cc) -> list[dict]:
     """The held-out exercises a CapabilitiesConfig asks for."""
-    from foresight.evals.exercises import held_out_problems
+    from foresight.data.exercises import held_out_problems
 
     return held_out_problems(cc.problems_per_level, tuple(cc.levels))
 
@@ -187,7 +187,7 @@ def measure_pass_rates(model_dir: Path, problems: list[dict], cc, cache: CheckCa
     """Per-problem pass counts of the model in `model_dir` (a run directory), with how the time was spent."""
     import torch
 
-    from foresight.model.load import load_model
+    from foresight.weights.load import load_model
 
     t0 = time.time()
     loaded = load_model(str(model_dir))
@@ -302,7 +302,7 @@ def _worker(argv: list[str]) -> None:
     runtime.keep_freed_memory()
     from foresight.config import config_from_dict
     from foresight.scaling.ladder import CapabilitiesConfig
-    from foresight.train.checkpoint import atomic_write_text
+    from foresight.files import atomic_write_text
 
     model_dir, out, table = argv
     cc = config_from_dict(CapabilitiesConfig, json.loads(table))

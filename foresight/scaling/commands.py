@@ -15,7 +15,7 @@ import operator
 import re
 from pathlib import Path
 
-from foresight.data.sources import sha256_file
+from foresight.files import sha256_file
 from foresight.errors import ForesightError
 from foresight.scaling.laws import LAWS
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from foresight.config import dump_config, load_config
-from foresight.data.sources import sha256_file
+from foresight.files import sha256_file
 from foresight.errors import ForesightError
 from foresight.scaling.ladder import (ForecastConfig, load_plan, plan_ladder, run_ladder, target_compute,
                                       write_plan)
-from foresight.train.checkpoint import atomic_write_text
+from foresight.files import atomic_write_text
 
 LEVEL = 0.9
 
@@ -66,9 +66,9 @@ def resolve_vocab(fc: ForecastConfig) -> None:
     everything computed from the target (its compute, the plan's extrapolation) counts the output head. The corpus
     is read even when the size is given: a corpus that was never prepared is named here, before any training."""
     from foresight.data.shards import read_manifest
-    from foresight.train.trainer import resolve_data_dir
+    from foresight.data.prepare import resolve_data_dir
 
-    vocab = read_manifest(resolve_data_dir(fc.target))["tokenizer"]["vocab_size"]
+    vocab = read_manifest(resolve_data_dir(fc.target.data))["tokenizer"]["vocab_size"]
     if fc.target.model.vocab_size == 0:
         fc.target.model.vocab_size = vocab
 
@@ -267,9 +267,9 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
 def _check_corpus_has_exercises(fc: ForecastConfig) -> None:
     """A capability forecast on a corpus without the training exercises would measure nothing: refuse it early."""
     from foresight.data.shards import read_manifest
-    from foresight.train.trainer import resolve_data_dir
+    from foresight.data.prepare import resolve_data_dir
 
-    manifest = read_manifest(resolve_data_dir(fc.target))
+    manifest = read_manifest(resolve_data_dir(fc.target.data))
     named = manifest.get("request", {}).get("corpus")
     if named is not None and "exercises" not in manifest.get("documents_by_source", {}):
         raise ForesightError(f"[forecast.capabilities] needs a corpus with the training exercises, e.g. "

@@ -20,9 +20,8 @@ from foresight.config import (RunConfig, TrainConfig, config_from_dict, config_t
 from foresight.errors import ForesightError
 from foresight.model.config import ModelConfig
 from foresight.processes import run_jobs
-from foresight.train.checkpoint import atomic_write_text
-from foresight.train.flops import flops_per_token, non_embedding_params, total_params
-from foresight.train.trainer import plan_length
+from foresight.files import atomic_write_text
+from foresight.train.flops import flops_per_token, non_embedding_params, plan_length, total_params
 
 
 @dataclass
@@ -60,7 +59,7 @@ class CapabilitiesConfig:
     """[forecast.capabilities]: forecast the target's pass rate on held-out Python exercises from the ladder's
     (the GPT-4 report's Figure 2; foresight/scaling/capabilities.py, docs/capabilities.md)."""
 
-    # Held-out exercises per difficulty level (at most foresight.evals.exercises.HELD_OUT_PER_LEVEL = 25).
+    # Held-out exercises per difficulty level (at most foresight.data.exercises.HELD_OUT_PER_LEVEL = 25).
     problems_per_level: int = 20
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     # Samples drawn per problem by the largest ladder model and the target; a pass rate is resolved to 1/samples.
@@ -81,7 +80,7 @@ class CapabilitiesConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from foresight.evals.exercises import HELD_OUT_PER_LEVEL, LEVELS
+        from foresight.data.exercises import HELD_OUT_PER_LEVEL, LEVELS
 
         if not 1 <= self.problems_per_level <= HELD_OUT_PER_LEVEL:
             raise ValueError(f"problems_per_level must be between 1 and {HELD_OUT_PER_LEVEL}, not "

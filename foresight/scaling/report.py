@@ -122,7 +122,7 @@ error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
 <pre>{ledger}</pre>
 </body></html>
 """
-    from foresight.train.checkpoint import atomic_write_text
+    from foresight.files import atomic_write_text
 
     atomic_write_text(path, page)
 

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from foresight.errors import ForesightError
 from foresight.model.generate import stream_text
-from foresight.model.load import NO_TEMPLATE, LoadedModel
+from foresight.weights.load import NO_TEMPLATE, LoadedModel
 
 
 class ChatSession:

@@ -17,28 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from foresight.errors import ForesightError
+from foresight.files import atomic_write_text, fsync_path
 
 MODEL_FILE, OPTIMIZER_FILE, STATE_FILE = "model.safetensors", "optimizer.pt", "state.json"
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see either the old content or the new, never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def checkpoint_name(step: int) -> str:
@@ -60,11 +41,11 @@ def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, optimizer_sta
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: its presence marks completeness
     for f in tmp.iterdir():
-        _fsync_path(f)
+        fsync_path(f)
     if final.exists():  # a re-save of the same step (e.g. the final step) replaces the old one
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync_path(ckpt_root)
+    fsync_path(ckpt_root)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
     complete = sorted(p for p in ckpt_root.glob("step_*") if (p / STATE_FILE).exists())
     for old in complete[:-keep] if keep > 0 else []:

@@ -14,6 +14,7 @@ times its trained tokens. Norms, activations and softmax are left out (well unde
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -103,7 +104,7 @@ def cpu_peak_flops(threads: int | None = None, refresh: bool = False) -> float:
     peak = 2 * n**3 / best
     cache[key] = peak
     try:
-        from foresight.train.checkpoint import atomic_write_text
+        from foresight.files import atomic_write_text
 
         atomic_write_text(path, json.dumps(cache, indent=1))
     except OSError:
@@ -119,3 +120,18 @@ def device_peak_flops(device: torch.device) -> tuple[float | None, str]:
         return peak, f"{name} dense bf16 peak" if peak else f"unknown peak for {name}"
     peak = cpu_peak_flops()
     return peak, f"CPU fp32 matmul peak measured on this machine ({torch.get_num_threads()} threads), cached"
+
+
+def plan_length(cfg) -> tuple[int, int]:
+    """(optimizer steps, tokens) of a run (a config.RunConfig) from whichever of train.tokens / flops /
+    tokens_per_param is set; the tokens are rounded up to whole optimizer steps."""
+    t = cfg.train
+    if t.tokens:
+        target = t.tokens
+    elif t.flops:
+        target = t.flops / flops_per_token(cfg.model, t.seq_len)
+    else:
+        target = t.tokens_per_param * total_params(cfg.model)
+    tokens_per_step = t.batch_size * t.seq_len
+    steps = max(1, math.ceil(target / tokens_per_step))
+    return steps, steps * tokens_per_step

@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from foresight.config import RunConfig, config_to_dict, dump_config, load_config
+from foresight.data.prepare import resolve_data_dir
 from foresight.errors import ForesightError
+from foresight.files import atomic_write_text
 from foresight.model import Transformer
 from foresight.train import checkpoint as ckpt
 from foresight.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
-from foresight.train.flops import device_peak_flops, flops_per_token, total_params
+from foresight.train.flops import device_peak_flops, flops_per_token, plan_length
 from foresight.train.loader import StepBatches, validation_windows
 from foresight.train.optim import build_optimizer, lr_factor, set_lr
 
@@ -31,15 +33,6 @@ SMOOTHING = 10  # final_train_loss is the mean of the last this-many steps' trai
 
 
 # ----- set-up helpers ------------------------------------------------------------------------------------------------
-
-
-def resolve_data_dir(cfg: RunConfig) -> Path:
-    from foresight.data.prepare import dataset_dir, default_root
-
-    if cfg.data.path:
-        return Path(cfg.data.path)
-    root = Path(cfg.data.root) if cfg.data.root else default_root()
-    return dataset_dir(root, cfg.data.corpus, cfg.data.tokenizer)
 
 
 def pick_device(cfg: RunConfig, info: DistInfo) -> torch.device:
@@ -56,20 +49,6 @@ def autocast_context(cfg: RunConfig, device: torch.device):
     if dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def plan_length(cfg: RunConfig) -> tuple[int, int]:
-    """(optimizer steps, tokens) from whichever of train.tokens / flops / tokens_per_param is set."""
-    t = cfg.train
-    if t.tokens:
-        target = t.tokens
-    elif t.flops:
-        target = t.flops / flops_per_token(cfg.model, t.seq_len)
-    else:
-        target = t.tokens_per_param * total_params(cfg.model)
-    tokens_per_step = t.batch_size * t.seq_len
-    steps = max(1, math.ceil(target / tokens_per_step))
-    return steps, steps * tokens_per_step
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
@@ -95,7 +74,7 @@ def _trim_metrics(path: Path, last_step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
-    ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 # ----- evaluation ----------------------------------------------------------------------------------------------------
@@ -144,7 +123,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
     autocast = autocast_context(cfg, device)
 
     # Data: the prepared corpus, its tokenizer, and the model's vocabulary sized to it.
-    data_dir = resolve_data_dir(cfg)
+    data_dir = resolve_data_dir(cfg.data)
     train_tokens = open_split(data_dir, "train", verify=info.is_main)
     val_tokens = open_split(data_dir, "val", verify=info.is_main)
     manifest = read_manifest(data_dir)
@@ -171,7 +150,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
     last = ckpt.latest_checkpoint(ckpt_root) if resume else None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(out / "config.toml", dump_config(cfg))
+        atomic_write_text(out / "config.toml", dump_config(cfg))
         if not (out / "tokenizer").exists():
             tmp = out / f".tokenizer-tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -322,7 +301,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
         "data": str(data_dir),
     }
     if info.is_main:
-        ckpt.atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
         metrics_file.close()
         writer.close()
     return summary

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from foresight.errors import ForesightError
-from foresight.model import hf as hf_format
+from foresight.weights import hf as hf_format
 from foresight.model.chat_template import TEMPLATE_FILE
-from foresight.model.load import HFTokenizer, LoadedModel, RunTokenizer, load_model
+from foresight.weights.load import HFTokenizer, LoadedModel, RunTokenizer, load_model
 from foresight.model.transformer import Transformer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

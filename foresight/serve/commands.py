@@ -1,32 +1,20 @@
-"""Subcommands that take a MODEL: `foresight sample`, `foresight chat` and `foresight export`.
+"""`foresight sample` and `foresight chat`: generate from a MODEL in the terminal.
 
-MODEL is a run directory, a Hugging Face folder, a .gguf file or a built-in name (see foresight.model.load).
-Each subcommand has its own `_register_<name>(sub)` below; `register` calls them all. Add new ones by appending a
-`_register_<name>` function and one line in `register`.
+Each subcommand has its own `_register_<name>(sub)` below; `register` calls them all.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from foresight.errors import ForesightError
-
-MODEL_HELP = "a run directory, a Hugging Face folder, a .gguf file, or a built-in name (smollm2-135m-instruct)"
-
-
-def _model_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str):
-    """A subcommand whose first argument is a MODEL."""
-    p = sub.add_parser(name, help=help, description=description)
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    return p
+from foresight.weights.commands import model_parser
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     _register_sample(sub)
     _register_chat(sub)
-    _register_export(sub)
 
 
 # ----- options shared by sample and chat -----------------------------------------------------------------------------
@@ -75,7 +63,7 @@ def _write(piece: str) -> None:
 
 
 def _register_sample(sub: argparse._SubParsersAction) -> None:
-    p = _model_parser(
+    p = model_parser(
         sub, "sample", "complete a prompt with a model",
         "Print MODEL's continuation of --prompt, as it is generated. With --chat the prompt is one "
         "user turn in the model's chat template and the reply ends at the end-of-turn token.",
@@ -89,7 +77,7 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
 
 def _sample(args: argparse.Namespace) -> int:
     from foresight.model.generate import encode_prompt, stream_text
-    from foresight.model.load import load_model
+    from foresight.weights.load import load_model
 
     sampling = _sampling(args)
     if args.system is not None and not args.chat:
@@ -113,7 +101,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _register_chat(sub: argparse._SubParsersAction) -> None:
-    p = _model_parser(
+    p = model_parser(
         sub, "chat", "talk with a chat model in the terminal",
         "A multi-turn chat: each line read from standard input is a user message, and the reply "
         "streams as it is generated. The whole conversation is the context of every reply (the oldest "
@@ -125,7 +113,7 @@ def _register_chat(sub: argparse._SubParsersAction) -> None:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from foresight.model.load import load_model
+    from foresight.weights.load import load_model
     from foresight.serve.chat import ChatSession
 
     sampling = _sampling(args)
@@ -154,28 +142,3 @@ def _chat(args: argparse.Namespace) -> int:
         if session.dropped_turns > dropped:
             print(f"(the conversation outgrew the {loaded.model.cfg.max_seq_len}-token context: the oldest "
                   f"{session.dropped_turns - dropped} messages were left out)", file=sys.stderr)
-
-
-# ----- foresight export ----------------------------------------------------------------------------------------------
-
-
-def _register_export(sub: argparse._SubParsersAction) -> None:
-    p = _model_parser(
-        sub, "export", "export a model as a Hugging Face folder",
-        "Write MODEL as a Hugging Face Llama folder (model.safetensors, config.json, tokenizer) that "
-        "transformers.AutoModelForCausalLM / AutoTokenizer load. muP scalars are folded into the weights, "
-        "so the logits are the same. Refuses to write into a non-empty --out.",
-    )
-    p.add_argument("--format", dest="fmt", default="hf", choices=["hf"], help="output format (default: hf)")
-    p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="weight dtype in the export (default float32: exact)")
-    p.set_defaults(func=_export)
-
-
-def _export(args: argparse.Namespace) -> int:
-    from foresight.model.export import DTYPES, export_model
-
-    out = export_model(args.model, Path(args.out), args.fmt, DTYPES[args.dtype])
-    print(f"wrote {out} (load it with transformers.AutoModelForCausalLM.from_pretrained({str(out)!r}))")
-    return 0

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from foresight.data.sources import sha256_file
+from foresight.files import sha256_file
 from foresight.errors import ForesightError
-from foresight.model import hf as hf_format
+from foresight.weights import hf as hf_format
 from foresight.model.chat_template import TEMPLATE_FILE, read_template, render_chat
 from foresight.model.config import ModelConfig
 from foresight.model.transformer import Transformer
