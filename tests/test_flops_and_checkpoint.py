@@ -74,7 +74,8 @@ def test_checkpoint_round_trip_and_retention(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("step_*")) == ["step_00000002", "step_00000003"]
     last = ckpt.latest_checkpoint(tmp_path)
     assert last.name == "step_00000003"
-    weights, opt_state, state = ckpt.load_checkpoint(last)
+    loaded = ckpt.load_checkpoint(last)
+    weights, opt_state, state = loaded.model_state, loaded.optimizer_state, loaded.state
     assert state == {"step": 3}
     for k, v in model.state_dict().items():
         assert torch.equal(weights[k], v)
@@ -101,7 +102,7 @@ ckpt.save_checkpoint(__import__('pathlib').Path({str(tmp_path)!r}), 2, {{'w': to
     assert any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())  # the torn write is there...
     last = ckpt.latest_checkpoint(tmp_path)  # ...but never chosen
     assert last.name == "step_00000001"
-    assert ckpt.load_checkpoint(last)[2] == {"step": 1}
+    assert ckpt.load_checkpoint(last).state == {"step": 1}
     ckpt.save_checkpoint(tmp_path, 3, model.state_dict(), None, {"step": 3})
     assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())  # swept on the next save
 

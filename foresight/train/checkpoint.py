@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -82,10 +84,50 @@ def load_model_state(ckpt_dir: Path) -> dict:
         raise ForesightError(f"cannot read checkpoint weights {ckpt_dir / MODEL_FILE}: {e}") from None
 
 
-def load_checkpoint(ckpt_dir: Path) -> tuple[dict, dict | None, dict]:
-    """(model state, optimizer state or None, trainer state) from a checkpoint directory."""
+@dataclass
+class Checkpoint:
+    directory: Path
+    model_state: dict
+    optimizer_state: dict | None
+    state: dict  # the trainer's: step, RNG state, timers, recent losses
+
+
+def load_checkpoint(ckpt_dir: Path) -> Checkpoint:
+    """Everything in one checkpoint directory, each file checked; a file that cannot be read is named."""
     model_state = load_model_state(ckpt_dir)
     opt_path = ckpt_dir / OPTIMIZER_FILE
-    optimizer_state = torch.load(opt_path, map_location="cpu", weights_only=False) if opt_path.exists() else None
-    state = json.loads((ckpt_dir / STATE_FILE).read_text())
-    return model_state, optimizer_state, state
+    try:
+        optimizer_state = torch.load(opt_path, map_location="cpu", weights_only=False) if opt_path.exists() else None
+    except Exception as e:  # truncated: torch's message says which zip record failed
+        raise ForesightError(f"cannot read optimizer state {opt_path}: {type(e).__name__}: {e}") from None
+    try:
+        state = json.loads((ckpt_dir / STATE_FILE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("no integer 'step'")
+    except (OSError, ValueError) as e:
+        raise ForesightError(f"cannot read trainer state {ckpt_dir / STATE_FILE}: {e}") from None
+    return Checkpoint(ckpt_dir, model_state, optimizer_state, state)
+
+
+def load_latest(ckpt_root: Path, warn: bool = True) -> Checkpoint | None:
+    """The newest checkpoint that loads, or None if there is none. A checkpoint that fails to load (a truncated or
+    corrupted file) is reported and the one before it is used: that is what keeping two checkpoints is for."""
+    candidates = sorted((p for p in ckpt_root.glob("step_*") if (p / STATE_FILE).is_file()), reverse=True)
+    newest = latest_checkpoint(ckpt_root)
+    if newest is not None and newest in candidates:  # the one `latest` names first
+        candidates.remove(newest)
+        candidates.insert(0, newest)
+    failures = []
+    for directory in candidates:
+        try:
+            loaded = load_checkpoint(directory)
+        except ForesightError as e:
+            failures.append(str(e))
+            if warn:
+                print(f"warning: skipping checkpoint {directory.name}: {e}", file=sys.stderr)
+            continue
+        return loaded
+    if failures:
+        raise ForesightError(f"no checkpoint in {ckpt_root} could be read ({len(failures)} tried); "
+                             f"the newest failed with: {failures[0]}")
+    return None

@@ -1,12 +1,15 @@
-"""Process-group set-up for `torchrun`. The model never sees any of this: the trainer wraps it from outside."""
+"""Data parallelism: the process group that `torchrun` describes, and `parallelize`, the one place a model is wrapped
+for it. The model never sees any of this: the training loop wraps it from outside."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass
@@ -40,6 +43,21 @@ def init_distributed(device_type: str) -> DistInfo:
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return info
+
+
+def parallelize(model: torch.nn.Module, info: DistInfo, compile: bool = False):
+    """(wrapped, forward): the model wrapped for data parallelism (DDP when there are several processes, else the model
+    itself), and what the loop calls for a forward pass (the wrapped model, compiled with torch.compile if asked).
+    Gradients are averaged across processes in the backward pass; the optimizer keeps working on `model`'s own
+    parameters, which DDP shares."""
+    wrapped = DistributedDataParallel(model) if info.enabled else model
+    return wrapped, (torch.compile(wrapped) if compile else wrapped)
+
+
+def no_sync(wrapped: torch.nn.Module):
+    """A context in which backward passes accumulate gradients locally, without the all-reduce: for every
+    micro-batch of a step but the last."""
+    return wrapped.no_sync() if isinstance(wrapped, DistributedDataParallel) else contextlib.nullcontext()
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
