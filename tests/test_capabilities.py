@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from foresight.errors import ForesightError
-from foresight.evals import exercises
-from foresight.data.exercises import (HELD_OUT_PER_LEVEL, LEVELS, NAMED, NAMED_STEPS, _named_expr, held_out_problems,
-                                      training_exercises)
-from foresight.scaling.capabilities import check_batch, fit_capabilities, judge_capabilities
+from foresight.data.exercises import (HELD_OUT_PER_LEVEL, INT_INPUTS, LEVELS, NAMED, NAMED_STEPS, _named_expr,
+                                      held_out_problems, training_exercises)
+from foresight.scaling.capabilities import check_problem, fit_capabilities, judge_capabilities
 from foresight.scaling.ladder import dump_forecast_config, load_forecast_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +70,7 @@ def test_named_compositions_held_out_are_not_shorter_ones_in_disguise():
     held = {p["key"]: p for p in held_out_problems() if p["level"] in NAMED_STEPS}
     assert len(held) == 2 * HELD_OUT_PER_LEVEL
     assert not {("double", "halve"), ("negate", "negate"), ("increment", "decrement")} & set(held)
-    inputs = exercises.INT_INPUTS
+    inputs = INT_INPUTS
     for key, p in held.items():
         outputs = [eval(f"lambda a: {_named_expr(key, 'a')}")(x) for x in inputs]  # noqa: S307 (our own code)
         for n in range(len(key)):
@@ -97,22 +96,30 @@ def test_canonical_solutions_pass_and_wrong_ones_fail_in_the_sandbox():
     for p in held_out_problems():
         # as a model writes it: the prompt is given without its final newline
         right, wrong = ("\n" + text.rstrip() for text in (p["canonical_solution"], _wrong(p)))
-        assert check_batch(p, [right, wrong], timeout_s=3.0) == [True, False], p["task_id"]
+        assert check_problem(p, [right, wrong], timeout_s=3.0) == [True, False], p["task_id"]
 
 
-def test_batch_check_agrees_with_one_program_per_run():
+def test_pass_rates_come_from_the_harness_scorer_and_agree_with_one_program_per_run():
+    """The forecast checks with the evaluation harness's scorer, on the prompt the model saw; its verdicts equal a
+    single check_completion's, and leaving early, however, is a failure."""
+    from collections import Counter
+
     from foresight.evals.sandbox import check_completion
     from foresight.scaling.capabilities import _prompt_seen
 
     p = held_out_problems(1)[0]
     body = "\n" + p["canonical_solution"].rstrip()
     candidates = [body, "\n" + _wrong(p).rstrip(), "\n    while True:\n        pass", "\n    return 1 / 0",
-                  "\n    raise SystemExit(0)",
-                  "\n    print('[true, true]')" + body]
-    batch = check_batch(p, candidates, timeout_s=1.0)
+                  "\n    raise SystemExit(0)", "\n    import sys; sys.exit(0)", "\n    import os; os._exit(0)",
+                  "\n    print('[true, true]')" + body, "\n    print('[true]'); import os; os._exit(0)",
+                  "\n    return None", "\n    return (", body]
+    stats = Counter()
+    batch = check_problem(p, candidates, timeout_s=1.0, stats=stats)
     single = [check_completion(_prompt_seen(p), c, p["test"], p["entry_point"], timeout_s=1.0).passed
               for c in candidates]
-    assert batch == single == [True, False, False, False, True, True]
+    assert batch == single == [True] + [False] * 6 + [True] + [False] * 3 + [True]
+    # the duplicate was checked once; the one that does not compile was never run
+    assert stats == {"distinct": 11, "syntax_errors": 1, "sandbox_runs": 10}
 
 
 # ----- the fit -------------------------------------------------------------------------------------------------------
@@ -197,7 +204,7 @@ def test_capabilities_section_is_validated_and_named(tmp_path):
         load_forecast_config(bad)
     for override, message in (("forecast.capabilities.samples=1", "samples must be at least 2"),
                               ("forecast.capabilities.problems_per_level=26", "problems_per_level must be between"),
-                              ("forecast.capabilities.temperature=0", "temperature must be > 0"),
+                              ("forecast.capabilities.temperature=0", "temperature must be"),
                               ("forecast.capabilities.max_samples=50", "max_samples must be 0 or at least samples"),
                               ("forecast.capabilties.samples=4", "unknown key 'forecast.capabilties.samples'")):
         with pytest.raises(ForesightError, match=re.escape(message)):

