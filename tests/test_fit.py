@@ -14,7 +14,7 @@ import pytest
 
 from foresight.errors import ForesightError
 from foresight.scaling.fit import fit_chinchilla, fit_power_law, least_squares_baseline
-from foresight.scaling.ledger import register, verify
+from foresight.scaling.ledger import make_entry, register, verify
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "scaling"  # copies of the published runs (see its README for sources)
@@ -248,10 +248,15 @@ def test_fit_cli_refuses_missing_columns(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def _entry(y=3.0):
+    return make_entry("loss", "power", [{"x": 1e16, "y": y, "low": 2.9, "high": 3.1, "level": 0.9, "params": {}}],
+                      ladder_results={})
+
+
 def test_ledger_detects_any_changed_byte(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     for i in range(3):
-        register(ledger, {"law": "power", "prediction": {"y": 3.0 - i / 10, "low": 2.9, "high": 3.1}})
+        register(ledger, _entry(3.0 - i / 10))
     assert len(verify(ledger)) == 3
     assert _cli("ledger", "verify", ledger).returncode == 0
     original = ledger.read_bytes()
@@ -277,10 +282,10 @@ def test_ledger_detects_any_changed_byte(tmp_path):
 def test_registration_refused_once_the_target_has_metrics(tmp_path):
     target = tmp_path / "target"
     target.mkdir()
-    register(tmp_path / "l.jsonl", {"law": "power"}, target_run_dir=target)
+    register(tmp_path / "l.jsonl", _entry(), target_run_dir=target)
     (target / "metrics.jsonl").write_text('{"step": 1}\n')
     with pytest.raises(ForesightError, match="already written metrics"):
-        register(tmp_path / "l.jsonl", {"law": "power"}, target_run_dir=target)
+        register(tmp_path / "l.jsonl", _entry(), target_run_dir=target)
 
 
 def test_predict_register_cli(tmp_path):

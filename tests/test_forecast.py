@@ -59,8 +59,11 @@ def _mini_overrides(data_dir):
 @pytest.mark.timeout(600)
 def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
     out = tmp_path / "fc"
+    sign_key = tmp_path / "key"
+    subprocess.run([sys.executable, "-m", "foresight", "ledger", "keygen", "--out", str(sign_key)], check=True,
+                   cwd=REPO)
     cmd = [sys.executable, "-m", "foresight", "forecast", "configs/forecast-cpu.toml", "--out", str(out),
-           *_mini_overrides(small_dataset)]
+           "--sign-key", str(sign_key), *_mini_overrides(small_dataset)]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
     result = json.loads((out / "forecast.json").read_text())
@@ -80,8 +83,12 @@ def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
     entry = json.loads((out / "ledger.jsonl").read_text().splitlines()[-1])
     target_start = min(p.stat().st_mtime for p in (out / "target").rglob("*") if p.is_file())
     assert (out / "prediction.json").stat().st_mtime <= target_start
-    assert entry["prediction"]["y"] == result["predicted_loss"]
-    verify = subprocess.run([sys.executable, "-m", "foresight", "ledger", "verify", str(out / "ledger.jsonl")],
+    assert entry["predictions"][0]["y"] == result["predicted_loss"] and entry["kind"] == "loss"
+    # the head it prints is the ledger's, and verifies with the signatures of the key it was given
+    assert f"keep this head to detect later edits: {entry['sha256']}" in first.stdout
+    assert result["ledger_head"] == entry["sha256"]
+    verify = subprocess.run([sys.executable, "-m", "foresight", "ledger", "verify", str(out / "ledger.jsonl"),
+                             "--expect", entry["sha256"], "--public-key", f"{sign_key}.pub"],
                             capture_output=True, text=True, cwd=REPO)
     assert verify.returncode == 0, verify.stderr
     # `foresight ladder plan` on the same config plans what the forecast planned, target compute included (it
@@ -92,10 +99,21 @@ def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
     assert plan_only.returncode == 0, plan_only.stderr
     assert json.loads((tmp_path / "plan" / "plan.json").read_text()) == json.loads((out / "plan.json").read_text())
 
+    # A directory registered before ledger entry format 2 resumes: its old-shape record is passed on as it is.
+    from foresight.scaling.ledger import canonical, entry_hash
+
+    old = {k: entry[k] for k in ("index", "time_utc", "prev_sha256", "target_config_sha256", "target_compute",
+                                 "ladder_results", "law")}
+    old.update(params=entry["predictions"][0]["params"], prediction={
+        k: entry["predictions"][0][k] for k in ("x", "y", "low", "high", "level")})
+    old["sha256"] = entry_hash(old)
+    (out / "ledger.jsonl").write_text(canonical(old) + "\n")
+    (out / "prediction.json").write_text(json.dumps(old, indent=1) + "\n")
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and again.stdout.count("(done, skipped)") == 5
+    assert f"keep this head to detect later edits: {old['sha256']}" in again.stdout
     resumed = json.loads((out / "forecast.json").read_text())
-    assert resumed["predicted_loss"] == result["predicted_loss"]
+    assert resumed["predicted_loss"] == result["predicted_loss"] and resumed["ledger_entry"] == old
     # the job's wall time adds up across invocations instead of being replaced by the last one's few seconds
     assert resumed["invocations"] == 2 and resumed["seconds"] > result["seconds"]
 

@@ -1,4 +1,4 @@
-"""`foresight fit`, `foresight predict --register` and `foresight ledger verify|show`.
+"""`foresight fit`, `foresight predict --register` and `foresight ledger verify|show|keygen|anchor`.
 
 INPUT is a ladder (or forecast) directory — its runs/*/summary.json give compute `flops` and loss
 `final_val_loss` — or any CSV with named columns.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import math
 import operator
@@ -44,18 +45,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=Path, help="the target run's config (its sha256 goes in the entry)")
     p.add_argument("--target-run", type=Path, help="the target's run directory: registration is refused once "
                                                     "it holds metrics")
+    p.add_argument("--sign-key", type=Path, metavar="KEY", help="sign the entry with this ed25519 private key "
+                                                                "(from `foresight ledger keygen`)")
     p.set_defaults(func=_predict)
 
     led = sub.add_parser("ledger", help="check or show a prediction ledger")
     lsub = led.add_subparsers(dest="ledger_command", metavar="SUBCOMMAND")
-    v = lsub.add_parser("verify", help="check every entry's hash and the chain; name the first bad entry")
+    v = lsub.add_parser(
+        "verify", help="check every entry's hash and the chain; name the first bad entry",
+        description="Check every entry's hash, the chain and every signature. On its own this shows only that the "
+                    "file is self-consistent: entries cut from the end, or a whole chain rewritten with "
+                    "recomputed hashes, still pass. To catch those, check against an anchor kept outside the "
+                    "file: --expect (the head you kept), --public-key (every entry signed by your key; does not "
+                    "catch a cut end) or --git (the heads committed by `foresight ledger anchor`). A ledger with "
+                    "no entries is refused.")
     v.add_argument("ledger", type=Path)
-    v.add_argument("--expect", metavar="SHA256", help="also require an entry with this hash (or prefix): detects "
-                                                       "entries removed from the end")
+    v.add_argument("--expect", metavar="SHA256", help="require an entry with this sha256, all 64 hex characters "
+                                                       "(a prefix is refused): catches entries cut from the end "
+                                                       "and a rewritten chain")
+    v.add_argument("--public-key", metavar="PUB", help="require every entry to be signed by this ed25519 key (64 "
+                                                        "hex characters, or the KEY.pub file from keygen)")
+    v.add_argument("--git", action="store_true", help="require every head committed to LEDGER.head by "
+                                                      "`foresight ledger anchor` to be in the ledger")
     v.set_defaults(func=_ledger_verify)
-    s = lsub.add_parser("show", help="print the entries, one line each")
+    s = lsub.add_parser("show", help="print the entries, one line each, and the head")
     s.add_argument("ledger", type=Path)
     s.set_defaults(func=_ledger_show)
+    k = lsub.add_parser("keygen", help="write an ed25519 signing key (mode 0600) and print its public key",
+                        description="Write a new ed25519 private key to KEY (PEM, readable only by you) and its "
+                                    "public key to KEY.pub. Sign entries with `--sign-key KEY` (predict "
+                                    "--register, forecast); check them with `ledger verify --public-key KEY.pub`.")
+    k.add_argument("--out", required=True, type=Path, metavar="KEY")
+    k.set_defaults(func=_ledger_keygen)
+    a = lsub.add_parser("anchor", help="commit the ledger's head to git (LEDGER.head), for `verify --git`",
+                        description="Verify the ledger, write its head hash to LEDGER.head next to it and commit "
+                                    "that one file in the git repository holding the ledger (nothing else you "
+                                    "have staged is committed). Push it somewhere you do not control alone: a "
+                                    "forger who can rewrite this repository's history can rewrite the anchor.")
+    a.add_argument("ledger", type=Path)
+    a.set_defaults(func=_ledger_anchor)
     led.set_defaults(func=lambda args: led.print_help())
 
 
@@ -103,11 +131,17 @@ def _ladder_rows(folder: Path) -> tuple[list[dict], str]:
 
 
 def _csv_rows(path: Path) -> tuple[list[dict], str | None]:
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+        if "\0" in text:  # valid UTF-8 can still be binary; the csv module reads NUL as data
+            raise ValueError("it holds NUL bytes")
+        reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames:
             raise ForesightError(f"{path} is empty or has no header row")
         rows = list(reader)
+    except (UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise ForesightError(f"{path} is not a text CSV file ({e})") from None
     label = next((c for c in ("name", "run", "model") if c in reader.fieldnames), None)
     return rows, label
 
@@ -256,39 +290,90 @@ def _predict(args) -> int:
     _print_summary(summary, args)
     if not args.register:
         return 0
-    from foresight.scaling.ledger import register as register_entry
+    from foresight.scaling.ledger import load_signing_key, make_entry, register as register_entry
 
     if args.target is not None and not args.target.is_file():
         raise ForesightError(f"--target {args.target} does not exist")
-    entry = {
-        "target_config_sha256": sha256_file(args.target) if args.target else None,
-        "source": str(args.input),
-        "ladder_results": pts["hashes"],
-        "law": summary["formula"],
-        "params": summary["params"],
-        "predictions": summary["predictions"],
-        "level": summary["level"],
-    }
-    record = register_entry(args.ledger, entry, target_run_dir=args.target_run)
-    print(f"registered entry {record['index']} ({record['sha256'][:16]}) in {args.ledger}")
+    key = load_signing_key(args.sign_key) if args.sign_key else None
+    predictions = [{**row, "level": summary["level"], "params": summary["params"]} for row in summary["predictions"]]
+    entry = make_entry("loss", summary["formula"], predictions, ladder_results=pts["hashes"],
+                       target_config_sha256=sha256_file(args.target) if args.target else None,
+                       source=str(args.input))
+    record = register_entry(args.ledger, entry, target_run_dir=args.target_run, signing_key=key)
+    print(f"registered entry {record['index']}{' (signed)' if key else ''} in {args.ledger}")
+    print(f"keep this head to detect later edits: {record['sha256']}")
     return 0
 
 
 def _ledger_verify(args) -> int:
-    from foresight.scaling.ledger import verify
+    from foresight.scaling import ledger
 
-    entries = verify(args.ledger, expect=args.expect)
-    head = entries[-1]["sha256"][:16] if entries else "(empty)"
-    print(f"{args.ledger}: {len(entries)} entries, chain intact, head {head}")
+    # Every check before any output: a ledger that fails one must not first read as "intact".
+    expect = ledger.check_sha256(args.expect) if args.expect is not None else None
+    public = ledger.parse_public_key(args.public_key) if args.public_key else None
+    entries = ledger.verify(args.ledger, public_key=public)
+    matched = ledger.expected_entry(entries, expect, args.ledger) if expect else None
+    heads = ledger.git_anchored_heads(args.ledger) if args.git else []
+    present = {e["sha256"] for e in entries}
+    for commit, sha in heads:
+        if sha not in present:
+            raise ForesightError(f"{args.ledger}: the head {sha} anchored in git commit {commit[:12]} is not in the "
+                                 "ledger: entries were cut from the end or the chain was rewritten")
+
+    print(f"{args.ledger}: {len(entries)} entries, chain intact, head {entries[-1]['sha256']}")
+    if matched:
+        after = len(entries) - 1 - matched["index"]
+        print(f"  --expect matches entry {matched['index']} ({matched['time_utc']})"
+              + (f", {after} entries after it" if after else ", the last one"))
+    signed = {e.get("signer") for e in entries} - {None}
+    if public:
+        print(f"  every entry is signed by {public}")
+    elif signed:
+        print(f"  signatures valid; signers {', '.join(sorted(signed))}: pass --public-key to require yours")
+    if heads:
+        print(f"  all {len(heads)} heads anchored in git are in it (latest: commit {heads[0][0][:12]})")
+    if not (expect or public or heads):
+        print("  (self-consistent only: without --expect, --public-key or --git, a chain cut at the end or "
+              "rewritten with recomputed hashes would also pass)")
     return 0
 
 
 def _ledger_show(args) -> int:
-    from foresight.scaling.ledger import verify
+    from foresight.scaling.ledger import predictions_of, verify
 
-    for e in verify(args.ledger):
-        preds = e.get("predictions") or [e.get("prediction", {})]
-        shown = "; ".join(f"{p.get('y', float('nan')):.4f} [{p.get('low', float('nan')):.4f}, "
-                          f"{p.get('high', float('nan')):.4f}]" for p in preds if p)
-        print(f"{e['index']:3d} {e['time_utc']} {e['sha256'][:12]} {e.get('law', '')}: {shown}")
+    def fmt(p: dict) -> str:
+        name = f"{p['name']}: " if p.get("name") else ""
+        try:
+            return f"{name}{p['y']:.4f} [{p['low']:.4f}, {p['high']:.4f}]"
+        except (KeyError, TypeError, ValueError):  # an old entry of some other shape: show what it holds
+            return name + json.dumps({k: p[k] for k in ("y", "low", "high") if k in p})
+
+    entries = verify(args.ledger)
+    for e in entries:
+        kind = e.get("kind", "loss")
+        shown = "; ".join(fmt(p) for p in predictions_of(e)) or "(no prediction)"
+        signed = " signed" if "signature" in e else ""
+        print(f"{e['index']:3d} {e['time_utc']} {e['sha256'][:12]} {kind}{signed} {e.get('law', '')}: {shown}")
+    print(f"head {entries[-1]['sha256']}")
+    return 0
+
+
+def _ledger_keygen(args) -> int:
+    from foresight.scaling.ledger import write_keypair
+
+    public = write_keypair(args.out)
+    print(f"wrote the private key {args.out} (mode 0600: keep it to yourself) and {args.out}.pub")
+    print(f"public key: {public}")
+    return 0
+
+
+def _ledger_anchor(args) -> int:
+    from foresight.scaling.ledger import anchor_in_git, anchor_path
+
+    head, commit = anchor_in_git(args.ledger)
+    where = anchor_path(args.ledger)
+    if commit is None:
+        print(f"head {head['sha256']} (entry {head['index']}) is already committed in {where}")
+    else:
+        print(f"committed head {head['sha256']} (entry {head['index']}) in {where}: commit {commit[:12]}")
     return 0

@@ -131,11 +131,35 @@ def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
     return fit
 
 
+def loss_entry(fit: dict, target_cfg_path: Path, ladder_summaries: dict[str, Path]) -> dict:
+    """The ledger entry of the loss prediction in fit.json (`_fit_ladder`'s dict)."""
+    from foresight.scaling.ledger import make_entry
+
+    p = fit["prediction"]
+    return make_entry("loss", fit["law"], [{**p, "params": fit["params"]}],
+                      ladder_results={name: sha256_file(path) for name, path in ladder_summaries.items()},
+                      target_config_sha256=sha256_file(target_cfg_path), target_compute=p["x"])
+
+
+def capabilities_entry(caps_fit: dict, target_cfg_path: Path, pass_rate_files: list[Path]) -> dict:
+    """The ledger entry of the capability prediction: one prediction per fitted bucket (`fit_capabilities`)."""
+    from foresight.scaling.ledger import make_entry
+
+    predictions = [{"name": b["bucket"], "task_ids": b["task_ids"], "params": b["params"], **b["prediction"]}
+                   for b in caps_fit["buckets"] if "prediction" in b]
+    return make_entry("capabilities", caps_fit["law"], predictions,
+                      ladder_results={p.stem: sha256_file(p) for p in pass_rate_files},
+                      target_config_sha256=sha256_file(target_cfg_path), target_compute=caps_fit["target_compute"])
+
+
 def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 0,
-             procs_per_run: int = 1) -> dict:
+             procs_per_run: int = 1, sign_key: Path | None = None) -> dict:
+    """Run (or resume) the forecast in `out`; `sign_key` (an ed25519 key file) signs the ledger entries it adds."""
     from foresight.scaling.ladder import load_forecast_config
+    from foresight.scaling.ledger import load_signing_key
 
     t0 = time.time()
+    key = load_signing_key(sign_key) if sign_key else None  # a bad key is named now, not after the ladder trains
     fc = load_forecast_config(config_path, overrides)
     out = Path(out)
     resolve_vocab(fc)
@@ -188,20 +212,18 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     if not (out / "prediction.json").is_file():
         from foresight.scaling.ledger import register
 
-        entry = {
-            "target_config_sha256": sha256_file(target_cfg_path),
-            "target_compute": c_target,
-            "ladder_results": {r["name"]: sha256_file(out / "runs" / r["name"] / "summary.json") for r in plan["runs"]},
-            "law": fit["law"],
-            "params": fit["params"],
-            "prediction": p,
-        }
-        registered = register(out / "ledger.jsonl", entry, target_run_dir=target_dir)
+        summaries_paths = {r["name"]: out / "runs" / r["name"] / "summary.json" for r in plan["runs"]}
+        registered = register(out / "ledger.jsonl", loss_entry(fit, target_cfg_path, summaries_paths),
+                              target_run_dir=target_dir, signing_key=key)
         _write_json(out / "prediction.json", registered)
-        _say(f"  registered as entry {registered.get('sha256', '')[:16]}… in {out / 'ledger.jsonl'}")
+        _say(f"  registered as entry {registered['index']} in {out / 'ledger.jsonl'}")
+    # Read back as written: a directory from before format 2 holds an older shape, passed on unchanged.
     registered = json.loads((out / "prediction.json").read_text())
     if cc is not None and not registered_caps.is_file():
-        _register_capabilities(out, caps_fit, target_cfg_path, target_dir)
+        _register_capabilities(out, caps_fit, target_cfg_path, target_dir, key)
+    head = _ledger_head(registered, registered_caps if cc is not None else None)
+    _say(f"  keep this head to detect later edits: {head} "
+         f"(`foresight ledger verify {out / 'ledger.jsonl'} --expect {head}`)")
 
     # The target run.
     target_done = (target_dir / "summary.json").is_file()
@@ -232,6 +254,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
                    "tokens": actual["tokens"], "wall_seconds": actual["wall_seconds"]},
         "fit": {"law": fit["law"], "params": fit["params"]},
         "ledger_entry": registered,
+        "ledger_head": head,
         "seconds": stage.seconds(),  # the whole job's wall time, summed over resumed invocations
         "invocations": stage.invocations,
     }
@@ -318,25 +341,27 @@ def _capabilities_before_target(out: Path, fc: ForecastConfig, plan: dict, summa
     return caps_fit
 
 
-def _register_capabilities(out: Path, caps_fit: dict, target_cfg_path: Path, target_dir: Path) -> None:
+def _register_capabilities(out: Path, caps_fit: dict, target_cfg_path: Path, target_dir: Path, key) -> None:
     from foresight.scaling.ledger import register
 
     caps = out / "capabilities"
     if "error" in caps_fit:
         _write_json(caps / "prediction.json", {"error": caps_fit["error"]})  # nothing to register
         return
-    entry = {
-        "kind": "capabilities",
-        "target_config_sha256": sha256_file(target_cfg_path),
-        "target_compute": caps_fit["target_compute"],
-        "ladder_results": {p.stem: sha256_file(p) for p in sorted((caps / "ladder").glob("*.json"))},
-        "law": caps_fit["law"],
-        "predictions": {b["bucket"]: {"task_ids": b["task_ids"], "params": b["params"], **b["prediction"]}
-                        for b in caps_fit["buckets"] if "prediction" in b},
-    }
-    registered = register(out / "ledger.jsonl", entry, target_run_dir=target_dir)
+    entry = capabilities_entry(caps_fit, target_cfg_path, sorted((caps / "ladder").glob("*.json")))
+    registered = register(out / "ledger.jsonl", entry, target_run_dir=target_dir, signing_key=key)
     _write_json(caps / "prediction.json", registered)
-    _say(f"  capability prediction registered as entry {registered['sha256'][:16]}…")
+    _say(f"  capability prediction registered as entry {registered['index']}")
+
+
+def _ledger_head(loss_record: dict, caps_prediction: Path | None) -> str:
+    """The sha256 of the last entry this forecast registered (the capability entry comes after the loss entry),
+    from the records it kept, so a resumed forecast prints it without re-reading the ledger."""
+    if caps_prediction is not None:
+        caps_record = json.loads(caps_prediction.read_text())
+        if "sha256" in caps_record:  # not {"error": ...}: nothing was registered
+            return caps_record["sha256"]
+    return loss_record["sha256"]
 
 
 def _capabilities_after_target(out: Path, fc: ForecastConfig, caps_fit: dict, stage, jobs: int) -> dict:

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--jobs", type=int, default=0,
                    help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
     _procs_argument(f)
+    f.add_argument("--sign-key", type=Path, metavar="KEY",
+                   help="sign the ledger entries this forecast registers with an ed25519 key from `foresight "
+                        "ledger keygen`; check them with `foresight ledger verify --public-key KEY.pub`")
     f.set_defaults(func=_forecast)
 
 
@@ -71,5 +74,5 @@ def _forecast(args) -> int:
     from foresight.scaling.forecast import forecast
 
     forecast(Path(args.config), args.out, args.overrides, jobs=args.jobs,
-             procs_per_run=args.procs_per_run)
+             procs_per_run=args.procs_per_run, sign_key=args.sign_key)
     return 0
