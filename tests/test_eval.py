@@ -112,6 +112,35 @@ def test_token_engine_prefix_sharing_and_mixed_splits(tiny):
         assert logprob == pytest.approx(ref[0], abs=1e-4) and greedy == ref[1]
 
 
+@pytest.mark.parametrize("embed_mult", [1.0, 10.0])
+@pytest.mark.parametrize("parametrization", ["sp", "mup"])
+def test_scoring_runs_the_models_own_forward(parametrization, embed_mult):
+    """The eval path (hidden states, then the output head on the scored positions only; a shared prefix through a
+    KV cache) scores the network that forward computes: the input multiplier embed_mult and muP's logit multiplier
+    included."""
+    import random
+
+    from foresight.model.config import ModelConfig
+    from foresight.model.transformer import Transformer
+
+    mup = dict(mup_base_width=32, mup_base_head_dim=8, output_mult=3.0) if parametrization == "mup" else {}
+    cfg = ModelConfig(vocab_size=300, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=64,
+                      parametrization=parametrization, init_std=0.3, embed_mult=embed_mult, **mup)
+    torch.manual_seed(0)
+    model = Transformer(cfg).eval()
+    assert (cfg.width_mult, model.logit_scale) == ((2.0, 1.5) if mup else (1.0, 1.0))
+    rng = random.Random(0)
+    shared = [rng.randrange(300) for _ in range(8)]
+    requests = []
+    for i in range(6):  # half share a prefix (scored from a KV cache), half are scored whole
+        ctx = (shared if i % 2 else []) + [rng.randrange(300) for _ in range(rng.randint(1, 10))]
+        requests += [(ctx, [rng.randrange(300) for _ in range(rng.choice([1, 3]))], shared) for _ in range(2)]
+    got = score_token_requests(model, requests, batch_tokens=64, max_rows=4, min_prefix=4)
+    for (ctx, cont, _), (logprob, greedy) in zip(requests, got):
+        ref_logprob, ref_greedy = plain_loglikelihood(model, ctx, cont)
+        assert logprob == pytest.approx(ref_logprob, rel=1e-5, abs=1e-4) and greedy == ref_greedy
+
+
 def test_rolling_bits_per_byte_matches_a_hand_computation(tiny):
     lm = EvalModel(str(tiny), use_cache=False)
     model, tok = lm.loaded.model, lm.tokenizer

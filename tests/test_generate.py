@@ -67,6 +67,25 @@ def test_batched_left_padded_prompts_equal_one_at_a_time(tiny):
         assert got == (full[:full.index(stop)] if stop in full else full)
 
 
+def test_rows_of_different_lengths_decode_as_each_prompt_alone(tiny):
+    """Right-padded prompts, then a cache length per row: each row's tokens are those of its prompt decoded alone,
+    and so (to float rounding) are its logits at every step."""
+    model, _ = tiny
+    assert len({len(p) for p in PROMPTS}) == len(PROMPTS)
+    logits = []  # the output head's logits [rows, vocab] at every step
+    hook = model.lm_head.register_forward_hook(lambda module, inputs, out: logits.append(out.reshape(len(out), -1)))
+    try:
+        together = generate(model, PROMPTS, max_new_tokens=12)
+        steps = logits[:]
+        assert len(steps) == 12 and all(len(s) == len(PROMPTS) for s in steps)  # no row left early
+        for row, prompt in enumerate(PROMPTS):
+            logits.clear()
+            assert generate(model, [prompt], max_new_tokens=12) == [together[row]]
+            torch.testing.assert_close(torch.stack([s[row] for s in steps]), torch.cat(logits), atol=1e-4, rtol=1e-4)
+    finally:
+        hook.remove()
+
+
 def test_sampling_is_reproducible_with_a_seed(tiny):
     model, _ = tiny
     kwargs = dict(max_new_tokens=30, temperature=1.0, top_k=50, top_p=0.9)

@@ -70,35 +70,10 @@ class GenerateUntil:
 # ----- the forward pass, scoring only what is asked ------------------------------------------------------------------
 
 
-def hidden_states(model: Transformer, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-    """The final-norm hidden states [B, T, d] for tokens [B, T] (appending to `cache` if given).
-
-    The same computation as Transformer.forward up to its output projection, which is left to the caller so that
-    it runs only on the positions that are scored (tests check the logits equal the model's own)."""
-    B, T = tokens.shape
-    start = cache.length if cache is not None else 0
-    positions = torch.arange(start, start + T, device=tokens.device).expand(B, T)
-    cos, sin = model.rotary(positions)
-    causal, mask = False, None
-    if T > 1:
-        if start == 0:
-            causal = True
-        else:  # the new tokens see every cached token and each other causally
-            mask = torch.ones(T, start + T, dtype=torch.bool, device=tokens.device).tril(start)
-    x = model.embed(tokens)
-    for block in model.blocks:
-        x = block(x, cos, sin, cache, mask, causal)
-    if cache is not None:
-        cache.length += T
-    return model.norm(x)
-
-
 def output_logprobs(model: Transformer, hidden: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities (float32) over the vocabulary from final hidden states [N, d]."""
-    logits = model.lm_head(hidden)
-    if model.logit_scale != 1.0:
-        logits = logits * model.logit_scale
-    return F.log_softmax(logits.float(), dim=-1)
+    """Log-probabilities (float32) over the vocabulary from final-norm hidden states [N, d] (model.hidden_states),
+    through the model's own output head: callers pick the scored positions first, so the head runs only on them."""
+    return F.log_softmax(model.logits(hidden).float(), dim=-1)
 
 
 @dataclass
@@ -163,7 +138,7 @@ def score_token_requests(model: Transformer, requests: list[tuple[list[int], lis
             prefix_cache = None
             if prefix:
                 prefix_cache = KVCache(model.cfg, 1, len(prefix), device=device, dtype=model.embed.weight.dtype)
-                hidden_states(model, torch.tensor([prefix], device=device), prefix_cache)
+                model.hidden_states(torch.tensor([prefix], device=device), cache=prefix_cache)
             seqs.sort(key=lambda s: -len(s.tokens))
             for batch in _batches(seqs, len(prefix), batch_tokens, max_rows):
                 done = _score_batch(model, batch, prefix_cache, len(prefix), device)
@@ -196,8 +171,8 @@ def _score_batch(model: Transformer, batch: list[_Sequence], prefix_cache: KVCac
         for layer in range(model.cfg.n_layers):
             cache.keys[layer][:, :, :prefix] = prefix_cache.keys[layer]
             cache.values[layer][:, :, :prefix] = prefix_cache.values[layer]
-        cache.length = prefix
-    hidden = hidden_states(model, rows, cache)
+        cache.set_lengths(prefix)
+    hidden = model.hidden_states(rows, cache=cache)
     # Only the scored positions go through the output projection: row r, positions first .. end of its tokens.
     row_index, pos_index, spans = [], [], []
     for r, s in enumerate(batch):

@@ -8,14 +8,16 @@ Three layers, each usable on its own:
 - `TextDecoder`, `generate_text`, `stream_text`: the same on text, with a tokenizer (`encode`, `decode`, `eos_ids`),
   stop strings and incremental detokenization that never splits a multi-byte character.
 
-Batched prompts of different lengths are padded on the left to a common length P. Each row gets its own position
-ids (0 at its first real token) and a boolean attention mask that hides its pad slots from every query, so a padded
-row computes what the prompt alone would. The pad slots themselves attend only to themselves: a query that may
-attend to nothing would give NaN, and NaN values would leak into real rows through 0 * NaN.
+Batched prompts of different lengths are padded on the right to a common length and run through the model in one
+causal forward pass: in a causal model the pad tokens after a prompt change nothing before them. Each row's first
+new token comes from the hidden state at its own last real position, and its KV-cache length is set to its prompt
+length, so its next token overwrites the first pad slot. From then on every row decodes at its own offset and
+positions (the cache keeps a length per row), and the default attention mask hides the pad slots not yet
+overwritten.
 
-Speed: one forward per step on tokens [rows, 1]; the cache is written in place; masks and position ids are built
-once and then sliced or advanced in place; the only host-device synchronisation per step is reading the new token
-ids, which stop conditions and streaming need anyway. Rows that finish are dropped from the batch (and the cache).
+Speed: one forward per step on tokens [rows, 1]; the cache is written in place; the only host-device synchronisation
+per step is reading the new token ids, which stop conditions and streaming need anyway. Rows that finish are dropped
+from the batch (and the cache).
 """
 
 from __future__ import annotations
@@ -137,26 +139,11 @@ class Generation:
         self._stop_ids = torch.tensor(sorted(self.stop_token_ids), dtype=torch.long, device=device)
         self._active = list(range(len(prompts)))  # original row of each row still in the batch
         self._last: torch.Tensor | None = None  # the tokens sampled at the previous step, fed at the next
+        self._prompts = prompts  # until the first step
         # The last generated token is never fed back, hence the - 1.
         total = longest + max(max_new_tokens - 1, 0)
         with torch.inference_mode():
             self.cache = KVCache(model.cfg, len(prompts), total, device=device, dtype=weight.dtype)
-            self._prepare_prompts(prompts, longest, total, device)
-
-    def _prepare_prompts(self, prompts: list[list[int]], longest: int, total: int, device) -> None:
-        pads = [longest - len(p) for p in prompts]
-        self._prompt_ids = torch.tensor([[0] * pad + p for pad, p in zip(pads, prompts)], device=device)
-        if not any(pads):  # equal lengths: the model's default positions and causal masks are right
-            self._key_is_real = self._prompt_positions = self._prompt_mask = self._next_positions = None
-            return
-        pad = torch.tensor(pads, device=device)[:, None]
-        slots = torch.arange(total, device=device)
-        self._key_is_real = slots[None, :] >= pad  # [B, total]: which cache slots hold real tokens, for all steps
-        self._prompt_positions = (slots[None, :longest] - pad).clamp(min=0)
-        causal = torch.ones(longest, longest, dtype=torch.bool, device=device).tril()
-        itself = torch.eye(longest, dtype=torch.bool, device=device)
-        self._prompt_mask = ((causal & self._key_is_real[:, None, :longest]) | itself).unsqueeze(1)
-        self._next_positions = self._prompt_positions[:, -1:] + 1  # [B, 1], advanced in place each step
 
     @property
     def done(self) -> bool:
@@ -171,31 +158,31 @@ class Generation:
         keep = [i for i, row in enumerate(self._active) if self.finish_reasons[row] is None]
         if len(keep) == len(self._active):
             return
-        index = torch.tensor(keep, device=self._last.device)
-        self.cache.reorder(index)
-        self._last = self._last[index]
-        if self._key_is_real is not None:
-            self._key_is_real = self._key_is_real[index]
-            self._next_positions = self._next_positions[index]
+        self.cache.reorder(keep)
+        self._last = self._last[torch.tensor(keep, device=self._last.device)]
         self._active = [self._active[i] for i in keep]
+
+    def _prefill(self) -> torch.Tensor:
+        """The prompts' forward pass, right-padded: logits [rows, vocab] at each row's last real token."""
+        model, cache, prompts = self.model, self.cache, self._prompts
+        lengths = [len(p) for p in prompts]
+        width = max(lengths)
+        device = cache.lengths.device
+        ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts], device=device)
+        hidden = model.hidden_states(ids, cache=cache)
+        last = torch.tensor(lengths, device=device) - 1
+        # Only these positions go through the output head; the others were needed only for their keys and values.
+        logits = model.logits(hidden[torch.arange(len(prompts), device=device), last])
+        cache.set_lengths(lengths)  # the pad slots are past each row's length: hidden, then overwritten
+        self._prompts = None
+        return logits
 
     def _next_logits(self) -> torch.Tensor:
         """Logits [rows, vocab] for the next token of every active row (the prompt's forward on the first call)."""
-        model, cache = self.model, self.cache
         if self._last is None:
-            # last_only: the prompt's other positions need keys and values in the cache, but no logits.
-            logits = model(self._prompt_ids, positions=self._prompt_positions, cache=cache,
-                           attn_mask=self._prompt_mask, last_only=True)
-            self._prompt_ids = self._prompt_mask = None  # no longer needed
-            return logits[:, -1]
+            return self._prefill()
         self._drop_finished_rows()
-        fed = self._last[:, None]
-        if self._key_is_real is None:
-            return model(fed, cache=cache)[:, -1]
-        mask = self._key_is_real[:, None, None, : cache.length + 1]
-        logits = model(fed, positions=self._next_positions, cache=cache, attn_mask=mask)
-        self._next_positions += 1
-        return logits[:, -1]
+        return self.model(self._last[:, None], cache=self.cache)[:, -1]
 
     def step(self) -> list[int | None]:
         """Generate one token for every unfinished row. Returns, per original row, the new token id, or None if

@@ -9,6 +9,7 @@ one. This file knows nothing about optimizers' internals, data, devices or paral
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,9 +42,8 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", angles.sin().float(), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions [B, T] -> cos, sin of shape [B, 1, T, head_dim], ready to broadcast over heads."""
-        if int(positions.max()) >= self.cos.shape[0]:
-            raise ValueError(f"position {int(positions.max())} is beyond max_seq_len {self.cos.shape[0]}")
+        """positions [B, T] -> cos, sin of shape [B, 1, T, head_dim], ready to broadcast over heads (the caller
+        checks that positions are below max_seq_len)."""
         return self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)
 
 
@@ -54,27 +54,82 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class KVCache:
-    """Pre-allocated keys and values for every layer, filled left to right during generation."""
+    """Pre-allocated keys and values for every layer, one row per sequence ("slot").
+
+    Each row holds its own number of tokens, `lengths[b]`, and a forward pass writes its T new tokens at each row's
+    own offset, slots lengths[b] .. lengths[b] + T - 1. So rows of different lengths decode together without left
+    padding, and a server can give a row to a new request between steps (`reset`) or drop rows (`reorder`). Slots
+    past a row's length may hold stale values: the default attention mask hides them and later tokens overwrite
+    them. `lengths` lives on the device, where position ids and masks are built from it; `host_lengths`, a copy on
+    the host, says how far to slice the keys and whether every row is at the same length (the fast paths) without
+    waiting for the device.
+    """
 
     def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32):
         shape = (batch_size, cfg.n_kv_heads, max_len, cfg.head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
-        self.length = 0  # tokens already stored (the same for every row; padding is handled by masks)
         self.max_len = max_len
+        self.set_lengths(0)
+
+    @property
+    def longest(self) -> int:
+        return max(self.host_lengths)
+
+    @property
+    def equal_lengths(self) -> bool:
+        return min(self.host_lengths) == max(self.host_lengths)
+
+    def set_lengths(self, lengths: int | Sequence[int]) -> None:
+        """Say how many tokens each row holds (an int: every row the same); what lies past them is ignored."""
+        batch = self.keys[0].shape[0]
+        lengths = [lengths] * batch if isinstance(lengths, int) else [int(n) for n in lengths]
+        if len(lengths) != batch or not all(0 <= n <= self.max_len for n in lengths):
+            raise ValueError(f"lengths {lengths} do not fit a cache of {batch} rows x {self.max_len} slots")
+        self.host_lengths = lengths
+        self.lengths = torch.tensor(lengths, device=self.keys[0].device)
+        self._slots = None
+
+    def reset(self, row: int) -> None:
+        """Empty one row, e.g. to give its slot to a new sequence."""
+        self.set_lengths([0 if b == row else n for b, n in enumerate(self.host_lengths)])
+
+    def reorder(self, rows: Sequence[int]) -> None:
+        """Keep only the given batch rows, in this order (e.g. after some sequences finish)."""
+        rows = [int(r) for r in rows]
+        index = torch.tensor(rows, device=self.keys[0].device)
+        self.keys = [k[index] for k in self.keys]
+        self.values = [v[index] for v in self.values]
+        self.set_lengths([self.host_lengths[r] for r in rows])
+
+    def new_slots(self, n: int) -> torch.Tensor:
+        """[B, n]: the slots the next n tokens of each row go to, which are also their default position ids."""
+        if self._slots is None or self._slots.shape[1] != n:  # built once per forward, not once per layer
+            self._slots = self.lengths[:, None] + torch.arange(n, device=self.lengths.device)
+        return self._slots
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        start, end = self.length, self.length + k.shape[2]
+        """Store k, v [B, kv_heads, T, head_dim] after each row's tokens; return every row's keys and values up to
+        the longest row's new end (a shorter row's slots past its own end are for the mask to hide)."""
+        T = k.shape[2]
+        end = self.longest + T
         if end > self.max_len:
             raise ValueError(f"KV cache is full: {end} tokens > {self.max_len}")
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
+        if self.equal_lengths:  # one offset for every row: a plain slice
+            start = self.host_lengths[0]
+            self.keys[layer][:, :, start:end] = k
+            self.values[layer][:, :, start:end] = v
+        else:
+            index = self.new_slots(T)[:, None, :, None].expand_as(k)
+            self.keys[layer].scatter_(2, index, k)
+            self.values[layer].scatter_(2, index, v)
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows (e.g. after some sequences finish)."""
-        self.keys = [k[rows] for k in self.keys]
-        self.values = [v[rows] for v in self.values]
+    def advance(self, n: int) -> None:
+        """Count the n tokens of a forward pass as stored (called once all layers have stored them)."""
+        self.host_lengths = [length + n for length in self.host_lengths]
+        self.lengths = self.lengths + n
+        self._slots = None
 
 
 class Attention(nn.Module):
@@ -199,6 +254,58 @@ class Transformer(nn.Module):
 
     # ----- forward ----------------------------------------------------------------------------------------------
 
+    def hidden_states(
+        self,
+        tokens: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        attn_mask: torch.Tensor | None = None,
+        embeds: torch.Tensor | None = None,
+        embeds_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The final-norm hidden states [B, T, d_model] for tokens [B, T]: everything before the output head.
+
+        positions: [B, T] position ids (default: each row continues from its length in the cache, or 0..T-1).
+        cache: a KVCache to read earlier keys/values from and append this call's to.
+        attn_mask: boolean [B, 1, T, S] (True = may attend), S = the longest cached row + T; by default row b's
+            query t sees cache slots up to lengths[b] + t, i.e. its cached tokens and its new tokens causally.
+        embeds, embeds_mask: externally computed input vectors (e.g. from a vision encoder) that replace the token
+            embeddings where embeds_mask [B, T] is True; embeds holds one row of size d_model per True position.
+        """
+        B, T = tokens.shape
+        x = self.embed(tokens)
+        if self.cfg.embed_mult != 1.0:  # token embeddings only: external `embeds` come from their own projector
+            x = x * self.cfg.embed_mult
+        if embeds is not None:
+            x = x.masked_scatter(embeds_mask.unsqueeze(-1), embeds.to(x.dtype))
+        if positions is None:
+            positions = cache.new_slots(T) if cache is not None else torch.arange(T, device=tokens.device).expand(B, T)
+            last = (cache.longest if cache is not None else 0) + T - 1  # known on the host: no wait for the device
+        else:
+            last = int(positions.max())
+        if last >= self.cfg.max_seq_len:
+            raise ValueError(f"position {last} is beyond max_seq_len {self.cfg.max_seq_len}")
+        cos, sin = self.rotary(positions)
+        causal = False
+        if attn_mask is None:
+            if cache is None or cache.longest == 0:
+                causal = T > 1  # nothing cached: SDPA's fast causal path (a single token needs no mask)
+            elif T > 1 or not cache.equal_lengths:  # (one token after rows of equal length sees every slot)
+                # Row b's query t sees slots up to lengths[b] + t: its own tokens, never a shorter row's stale ones.
+                slots = torch.arange(cache.longest + T, device=tokens.device)
+                attn_mask = (slots <= cache.new_slots(T)[:, :, None]).unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, cos, sin, cache, attn_mask, causal)
+        if cache is not None:
+            cache.advance(T)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [..., vocab] from final-norm hidden states [..., d_model] (the output head)."""
+        logits = self.lm_head(hidden)
+        return logits * self.logit_scale if self.logit_scale != 1.0 else logits
+
     def forward(
         self,
         tokens: torch.Tensor,
@@ -210,37 +317,11 @@ class Transformer(nn.Module):
         embeds_mask: torch.Tensor | None = None,
         last_only: bool = False,
     ) -> torch.Tensor:
-        """Next-token logits [B, T, vocab] for tokens [B, T].
+        """Next-token logits [B, T, vocab] for tokens [B, T]: `hidden_states`, then `logits`.
 
-        positions: [B, T] position ids (default: continue from the cache, or 0..T-1).
-        cache: a KVCache to read earlier keys/values from and append this call's to.
-        attn_mask: boolean [B, 1, T, S] (True = may attend), S = cached + new tokens; default causal.
-        embeds, embeds_mask: externally computed input vectors (e.g. from a vision encoder) that replace the token
-            embeddings where embeds_mask [B, T] is True; embeds holds one row of size d_model per True position.
-        last_only: return logits for the last position only ([B, 1, vocab]) — all a generation prefill needs,
-            and it skips the output projection of every other position.
+        last_only: return logits for the last position only ([B, 1, vocab]), all a generation step needs: it skips
+        the output projection of every other position. Other arguments as for `hidden_states`.
         """
-        B, T = tokens.shape
-        start = cache.length if cache is not None else 0
-        if positions is None:
-            positions = torch.arange(start, start + T, device=tokens.device).expand(B, T)
-        x = self.embed(tokens)
-        if self.cfg.embed_mult != 1.0:  # token embeddings only: external `embeds` come from their own projector
-            x = x * self.cfg.embed_mult
-        if embeds is not None:
-            x = x.masked_scatter(embeds_mask.unsqueeze(-1), embeds.to(x.dtype))
-        cos, sin = self.rotary(positions)
-        causal = False
-        if attn_mask is None and T > 1:
-            if start == 0:
-                causal = True  # SDPA's fast causal path
-            else:  # new tokens attend to every cached token and causally among themselves
-                attn_mask = torch.ones(T, start + T, dtype=torch.bool, device=tokens.device).tril(start)
-        for block in self.blocks:
-            x = block(x, cos, sin, cache, attn_mask, causal)
-        if cache is not None:
-            cache.length += T
-        if last_only:
-            x = x[:, -1:]
-        logits = self.lm_head(self.norm(x))
-        return logits * self.logit_scale if self.logit_scale != 1.0 else logits
+        hidden = self.hidden_states(tokens, positions=positions, cache=cache, attn_mask=attn_mask, embeds=embeds,
+                                    embeds_mask=embeds_mask)
+        return self.logits(hidden[:, -1:] if last_only else hidden)
