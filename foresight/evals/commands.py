@@ -23,25 +23,64 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run directory, a Hugging Face folder, a .gguf file, or a built-in name "
                         "(smollm2-135m-instruct)")
     p.add_argument("--tasks", metavar="LIST", help="comma-separated task names (see --list)")
-    p.add_argument("--shots", type=int, metavar="K", help="few-shot examples per item (default: the task's own; "
-                   "tasks without examples run 0-shot)")
-    p.add_argument("--limit", type=int, metavar="N", help="score at most N items per task (spread over subjects)")
+    p.add_argument("--shots", type=_int_in(0, 1000), metavar="K",
+                   help="few-shot examples per item (default: the task's own; tasks without examples run 0-shot)")
+    p.add_argument("--limit", type=_int_in(1, 10**9), metavar="N",
+                   help="score at most N items per task (spread over subjects)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="results file (default eval_results/<model>/results.json)")
     p.add_argument("--text", metavar="PATH", help="bits_per_byte: a text file, glob, or prepared dataset "
                    "directory (default: a training run's own corpus, else the prepared default corpus; the "
                    "validation split of either)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--device", default=None, type=_device, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+    p.add_argument("--batch-tokens", type=_int_in(1, 2**24), default=None, metavar="N",
                    help="most tokens per forward pass, padding included (default 1024 on a CPU, 16384 on a GPU)")
-    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_int_in(0, 4096), default=0, metavar="N",
+                   help="CPU threads (default: torch's choice)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--list", action="store_true", help="list the tasks and exit")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
                    help="print per-task differences between two results files and exit")
     p.set_defaults(func=_eval)
+
+
+def _int_in(lo: int, hi: int):
+    """An argparse type: an int from lo to hi (argparse names the flag and the value when it is not)."""
+
+    def parse(text: str) -> int:
+        value = int(text)  # a ValueError here is argparse's "invalid int value"
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, not {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _device(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, not {text!r}")
+    return text
+
+
+def _check_out_file(out: Path | None) -> None:
+    """--out names a file to write: refuse an empty name, a directory, or a path under a file, before any work."""
+    if out is None:
+        return
+    if not str(out).strip() or str(out) == ".":
+        raise ForesightError("--out names no file (empty, or the current directory): give the results file to "
+                             "write, e.g. results.json")
+    if out.is_dir():
+        raise ForesightError(f"--out {out} is a directory: give the results file to write, e.g. {out / 'results.json'}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ForesightError(f"--out {out} is under {parent}, which is a file")
+            break
 
 
 def _list() -> int:
@@ -69,13 +108,34 @@ def _run_validation_text(model: str) -> str | None:
     return str(data) if (data / "manifest.json").is_file() else None
 
 
+def _fetch_task_data(specs: list, cache: Path) -> None:
+    """Download and unpack every pinned artifact the tasks read (a no-op once cached)."""
+    from foresight.data.sources import ARTIFACTS, extract
+
+    for name in dict.fromkeys(s.source.artifact for s in specs if s.source.artifact):
+        try:
+            extract(ARTIFACTS[name], cache)
+        except ForesightError as e:
+            tasks = ", ".join(s.name for s in specs if s.source.artifact == name)
+            raise ForesightError(f"task {tasks}: its data cannot be had: {e}") from None
+
+
+def _read_results(path: Path) -> dict:
+    from foresight.evals.results import read_results
+
+    try:
+        return read_results(path)
+    except UnicodeDecodeError:
+        raise ForesightError(f"{path}: not a results.json written by `foresight eval` (not text)") from None
+
+
 def _eval(args: argparse.Namespace) -> int:
-    from foresight.evals.results import compare, format_summary, read_results
+    from foresight.evals.results import compare, format_summary
 
     if args.list:
         return _list()
     if args.compare:
-        a, b = (read_results(p) for p in args.compare)
+        a, b = (_read_results(p) for p in args.compare)
         print(f"A = {args.compare[0]} ({a.get('model', {}).get('spec')})\nB = {args.compare[1]} "
               f"({b.get('model', {}).get('spec')})")
         print(compare(a, b))
@@ -84,14 +144,22 @@ def _eval(args: argparse.Namespace) -> int:
         raise ForesightError("give a MODEL to evaluate (or --list, or --compare A.json B.json)")
     if not args.tasks:
         raise ForesightError("give --tasks LIST (comma-separated; `foresight eval --list` shows them)")
-    for name in ("shots", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < (0 if name == "shots" else 1):
-            raise ForesightError(f"--{name} must be >= {0 if name == 'shots' else 1}, not {value}")
+    _check_out_file(args.out)
 
     from foresight.evals.spec import get_task
 
     specs = [get_task(n.strip()) for n in args.tasks.split(",") if n.strip()]  # unknown names fail here, early
+    if not specs:
+        raise ForesightError(f"--tasks {args.tasks!r} names no task (`foresight eval --list` shows them)")
+    if args.text and any(s.source.loader == "text" for s in specs):
+        from foresight.evals.loaders import check_text_path
+
+        check_text_path(args.text)  # before the model loads
+    if args.device and args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ForesightError(f"--device {args.device}: no CUDA device is available")
 
     import torch
 
@@ -104,8 +172,10 @@ def _eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = EvalModel(args.model, device=device, dtype=args.dtype, use_cache=not args.no_cache,
-                      batch_tokens=args.batch_tokens)
+                      batch_tokens=args.batch_tokens)  # checks MODEL; the weights load on first need
     try:
+        # Every task's data first: one that cannot be had fails before any other task runs.
+        _fetch_task_data(specs, default_root() / "cache")
         results = evaluate(model, specs, default_root() / "cache", args.shots, args.limit,
                            args.text or _run_validation_text(args.model), progress=not args.quiet)
     finally:

@@ -116,18 +116,46 @@ def load_text(cache: Path, path: str | None = None) -> list[dict]:
     p = Path(path).expanduser()
     if (p / "manifest.json").is_file():
         return _validation_documents(p)
-    files = sorted(glob.glob(str(p))) if not p.is_file() else [str(p)]
+    files = [str(p)] if p.is_file() else [f for f in sorted(glob.glob(str(p))) if Path(f).is_file()]
     if not files:
         raise ForesightError(f"--text {path}: no such file, glob match or prepared dataset directory")
     items = []
     for f in files:
-        try:
-            text = Path(f).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ForesightError(f"cannot read {f} as text: {e}") from None
+        text = _read_text(Path(f))
         if text.strip():
             items.append({"id": f"text/{Path(f).name}", "text": text, "source": f})
     return items
+
+
+def check_text_path(path: str) -> None:
+    """Refuse a --text that load_text cannot read, before any work: nothing at the path or glob, or a file that is
+    not text."""
+    import glob
+
+    p = Path(path).expanduser()
+    if not str(path).strip():
+        raise ForesightError("--text is empty: give a text file, a glob of text files or a prepared dataset directory")
+    if (p / "manifest.json").is_file():
+        return
+    if p.is_dir():
+        raise ForesightError(f"--text {path}: a directory, but not a prepared dataset (no manifest.json); give a "
+                             f"text file, a glob such as '{p}/*.txt', or a dataset written by `foresight data "
+                             f"prepare`")
+    files = [p] if p.is_file() else [Path(f) for f in sorted(glob.glob(str(p))) if Path(f).is_file()]
+    if not files:
+        raise ForesightError(f"--text {path}: no such file, glob match or prepared dataset directory")
+    for f in files:
+        _read_text(f)
+
+
+def _read_text(f: Path) -> str:
+    try:
+        return f.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ForesightError(f"--text: {f} is not a text file (not UTF-8: byte {e.start} is "
+                             f"{e.object[e.start]:#04x})") from None
+    except OSError as e:
+        raise ForesightError(f"--text: cannot read {f}: {e.strerror or e}") from None
 
 
 def _validation_documents(dataset: Path) -> list[dict]:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from foresight.errors import ForesightError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,12 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def check_out_dir(out: str | Path, flag: str = "--out") -> Path:
+    """The output directory, refused before any work starts where it cannot be one: empty, a path that names an
+    existing file, or one that lies under a file."""
+    if not str(out).strip():
+        raise ForesightError(f"{flag} is empty: give a directory for the run")
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == out else f"is under {p}, which is a file"
+            raise ForesightError(f"{flag} {out} {where}: give a directory for the run")
+        if p.exists():
+            break
+    return out
+
+
 def _train(args: argparse.Namespace) -> int:
     from foresight.config import load_config
     from foresight.train.trainer import train
 
     cfg = load_config(args.config, overrides=args.overrides)
-    summary = train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)
+    out = check_out_dir(args.out)
+    summary = train(cfg, out, resume=args.resume, progress=not args.no_progress)
     import torch.distributed as dist  # noqa: F401  (only the main process prints)
     import os
 
