@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from foresight.cli_args import int_in
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="prepare training corpora")
@@ -20,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default="bpe:8192", help="bpe:N, cl100k_base or o200k_base (default bpe:8192)")
     p.add_argument("--text-files", metavar="GLOB", help="use these text files (one document each) instead")
     p.add_argument("--root", type=Path, help="where prepared corpora live (default $FORESIGHT_DATA or ./data)")
-    p.add_argument("--max-bytes", type=int, help="keep a deterministic sample of at most this many bytes")
+    p.add_argument("--max-bytes", type=int_in(1, 2**62),
+                   help="keep a deterministic sample of at most this many bytes")
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of documents held out (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the document split (default 0)")
+    p.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="seed of the document split (default 0)")
     p.set_defaults(func=_prepare)
     data.set_defaults(func=lambda args: data.print_help())
 

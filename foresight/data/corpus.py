@@ -159,7 +159,14 @@ def read_text_files(pattern: str) -> Iterator[Document]:
     if not paths:
         raise ForesightError(f"--text-files {pattern!r} matches no files")
     for path in paths:
-        yield Document("text_files", str(path), path.read_text(errors="replace"))
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ForesightError(f"--text-files: {path} is not UTF-8 text (bad byte at offset {e.start})") from None
+        if "\x00" in text:
+            raise ForesightError(f"--text-files: {path} is not text (it holds NUL bytes)")
+        yield Document("text_files", str(path), text)
 
 
 PROSE = {

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from foresight.cli_args import int_in as _int_in
 from foresight.errors import ForesightError
 
 
@@ -44,19 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"),
                    help="print per-task differences between two results files and exit")
     p.set_defaults(func=_eval)
-
-
-def _int_in(lo: int, hi: int):
-    """An argparse type: an int from lo to hi (argparse names the flag and the value when it is not)."""
-
-    def parse(text: str) -> int:
-        value = int(text)  # a ValueError here is argparse's "invalid int value"
-        if not lo <= value <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, not {value}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
 
 
 def _device(text: str) -> str:

@@ -16,6 +16,7 @@ import operator
 import re
 from pathlib import Path
 
+from foresight.cli_args import float_in, int_in
 from foresight.files import sha256_file
 from foresight.errors import ForesightError
 from foresight.scaling.laws import LAWS
@@ -104,8 +105,9 @@ def _add_fit_arguments(p: argparse.ArgumentParser) -> None:
                         "repeatable")
     p.add_argument("--predict", action="append", default=[], metavar="X",
                    help="predict at X (or N,D for the two-variable law); repeatable")
-    p.add_argument("--level", type=float, default=0.9, help="interval level (default 0.9)")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (default 200)")
+    p.add_argument("--level", type=float_in(0, 1, open_lo=True, open_hi=True), default=0.9,
+                   help="interval level, between 0 and 1 (default 0.9)")
+    p.add_argument("--bootstrap", type=int_in(0, 10**6), default=200, help="bootstrap resamples (default 200)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--plot", type=Path, metavar="PNG", help="write the data, the fitted curve and the predictions")
 
@@ -238,6 +240,7 @@ def _parse_predictions(specs: list[str], law: str) -> list:
 def _do_fit(args):
     from foresight.scaling.fit import fit_law, fit_top_runs
 
+    _check_plot(args.plot)
     pts = load_points(args)
     xs = _parse_predictions(args.predict, pts["law"])
     common = dict(labels=pts["labels"], input_names=pts["names"], y_name=pts["y_name"], n_bootstrap=args.bootstrap)
@@ -253,6 +256,17 @@ def _do_fit(args):
 
         plot_fit(args.plot, result, summary, title=str(args.input.name))
     return pts, result, summary
+
+
+def _check_plot(plot: Path | None) -> None:
+    """--plot names an image file to write: refuse a directory or a path under a file before fitting."""
+    if plot is None:
+        return
+    if not str(plot).strip() or plot.is_dir():
+        raise ForesightError(f"--plot {plot} is a directory; name the image file to write, e.g. {plot}/fit.png")
+    parent = plot.parent
+    if parent.exists() and not parent.is_dir():
+        raise ForesightError(f"--plot {plot}: {parent} is not a directory")
 
 
 def _print_summary(summary: dict, args) -> None:

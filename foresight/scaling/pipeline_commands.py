@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from foresight.cli_args import int_in
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     ladder = sub.add_parser("ladder", help="plan and train the small runs a forecast is fitted to")
@@ -18,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_plan)
     r = lsub.add_parser("run", help="train the ladder's pending runs (resumable)")
     r.add_argument("dir", type=Path, help="a directory written by `foresight ladder plan`")
-    r.add_argument("--jobs", type=int, default=0, help="runs trained at once, cores split between them (default: "
-                                                        "one per core; on GPUs, one per GPU, each given its own)")
+    r.add_argument("--jobs", type=int_in(0, 4096), default=0,
+                   help="runs trained at once, cores split between them (default: one per core; on GPUs, one per "
+                        "GPU, each given its own)")
     _procs_argument(r)
     r.set_defaults(func=_run)
     ladder.set_defaults(func=lambda args: ladder.print_help())
@@ -33,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("config", help="a forecast config, e.g. configs/forecast-cpu.toml")
     f.add_argument("--out", required=True, type=Path)
     f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    f.add_argument("--jobs", type=int, default=0,
+    f.add_argument("--jobs", type=int_in(0, 4096), default=0,
                    help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
     _procs_argument(f)
     f.add_argument("--sign-key", type=Path, metavar="KEY",
@@ -43,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _procs_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--procs-per-run", type=int, default=1, metavar="K",
+    parser.add_argument("--procs-per-run", type=int_in(1, 4096), default=1, metavar="K",
                         help="train each ladder run as one torchrun job of K data-parallel processes (one GPU each "
                              "on GPUs); K must divide every run's batch: plan with --set ladder.batch_multiple=K")
 
