@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from foresight.cli_args import int_in as _int_in
+from foresight.cli_args import int_in
 from foresight.errors import ForesightError
+from foresight.weights.commands import MODEL_HELP
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: foresight eval smollm2-135m-instruct --tasks mmlu,truthfulqa_mc,hindsight_neglect "
                "--limit 200")
     p.add_argument("model", metavar="MODEL", nargs="?",
-                   help="a run directory, a Hugging Face folder, a .gguf file, or a built-in name "
-                        "(smollm2-135m-instruct)")
+                   help=MODEL_HELP)
     p.add_argument("--tasks", metavar="LIST", help="comma-separated task names (see --list)")
-    p.add_argument("--shots", type=_int_in(0, 1000), metavar="K",
+    p.add_argument("--shots", type=int_in(0, 1000), metavar="K",
                    help="few-shot examples per item (default: the task's own; tasks without examples run 0-shot)")
-    p.add_argument("--limit", type=_int_in(1, 10**9), metavar="N",
+    p.add_argument("--limit", type=int_in(1, 10**9), metavar="N",
                    help="score at most N items per task (spread over subjects)")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="results file (default eval_results/<model>/results.json)")
@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "validation split of either)")
     p.add_argument("--device", default=None, type=_device, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--batch-tokens", type=_int_in(1, 2**24), default=None, metavar="N",
+    p.add_argument("--batch-tokens", type=int_in(1, 2**24), default=None, metavar="N",
                    help="most tokens per forward pass, padding included (default 1024 on a CPU, 16384 on a GPU)")
-    p.add_argument("--threads", type=_int_in(0, 4096), default=0, metavar="N",
+    p.add_argument("--threads", type=int_in(0, 4096), default=0, metavar="N",
                    help="CPU threads (default: torch's choice)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the answer cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
