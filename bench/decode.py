@@ -3,7 +3,7 @@
 Same weights (SmolLM2-135M-Instruct, the built-in model, dequantized to float32), same chat prompts, same number of
 new tokens (min_new_tokens = max_new_tokens on both sides, so neither stops early), CPU, 2 threads by default.
 Tokens/s counts new tokens of all rows divided by the whole call (prompt forward included). Batch 8 uses 8
-different prompts, left-padded on both sides.
+different prompts (ours right-pads them and decodes each row at its own length; transformers left-pads).
 
     .venv/bin/python bench/decode.py [--new-tokens 128] [--repeats 5] [--threads 2] [--device cpu]
 
