@@ -75,6 +75,16 @@ def sample_next_token(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, top: int = 0
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities under the model's own distribution (before temperature and cuts, as OpenAI reports them)
+    from logits [B, vocab]: of the chosen tokens [B], and the `top` most likely tokens' values and ids [B, top]."""
+    logp = logits.float().log_softmax(dim=-1)
+    chosen_logp = logp.gather(-1, chosen[:, None]).squeeze(-1)
+    values, ids = logp.topk(top, dim=-1) if top > 0 else (logp[:, :0], chosen[:, None][:, :0])
+    return chosen_logp, values, ids
+
+
 def make_generator(seed: int | torch.Generator | None, device: torch.device) -> torch.Generator | None:
     """A torch.Generator for sampling: a given one as is, a fresh one for an int seed, None (global RNG) for None."""
     if seed is None or isinstance(seed, torch.Generator):

@@ -102,6 +102,34 @@ class KVCache:
         self.values = [v[index] for v in self.values]
         self.set_lengths([self.host_lengths[r] for r in rows])
 
+    def view(self, rows: int) -> "KVCache":
+        """The first `rows` rows as a cache of their own that shares this one's memory (its writes land here); its
+        lengths start at 0. A server keeps its running sequences in the first rows and decodes them through a view,
+        so a free row costs no compute."""
+        view = KVCache.__new__(KVCache)
+        view.keys = [k[:rows] for k in self.keys]
+        view.values = [v[:rows] for v in self.values]
+        view.max_len = self.max_len
+        view.set_lengths(0)
+        return view
+
+    def copy_row(self, dst: int, source: "KVCache", src: int, length: int) -> None:
+        """Copy the first `length` slots of row `src` of `source` (which may be this cache) into row `dst`."""
+        for mine, theirs in zip(self.keys + self.values, source.keys + source.values):
+            mine[dst, :, :length] = theirs[src, :, :length]
+
+    def grow(self, max_len: int) -> None:
+        """Make room for `max_len` slots per row, keeping what is stored (so a cache can start small)."""
+        if max_len <= self.max_len:
+            return
+        def grown(t: torch.Tensor) -> torch.Tensor:
+            bigger = t.new_zeros(t.shape[:2] + (max_len,) + t.shape[3:])
+            bigger[:, :, : self.max_len] = t
+            return bigger
+        self.keys = [grown(k) for k in self.keys]
+        self.values = [grown(v) for v in self.values]
+        self.max_len = max_len
+
     def new_slots(self, n: int) -> torch.Tensor:
         """[B, n]: the slots the next n tokens of each row go to, which are also their default position ids."""
         if self._slots is None or self._slots.shape[1] != n:  # built once per forward, not once per layer

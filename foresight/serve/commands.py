@@ -1,4 +1,4 @@
-"""`foresight sample` and `foresight chat`: generate from a MODEL in the terminal.
+"""`foresight sample`, `foresight chat` and `foresight serve`: generate from a MODEL in the terminal or over HTTP.
 
 Each subcommand has its own `_register_<name>(sub)` below; `register` calls them all.
 """
@@ -15,6 +15,7 @@ from foresight.weights.commands import model_parser
 def register(sub: argparse._SubParsersAction) -> None:
     _register_sample(sub)
     _register_chat(sub)
+    _register_serve(sub)
 
 
 # ----- options shared by sample and chat -----------------------------------------------------------------------------
@@ -142,3 +143,52 @@ def _chat(args: argparse.Namespace) -> int:
         if session.dropped_turns > dropped:
             print(f"(the conversation outgrew the {loaded.model.cfg.max_seq_len}-token context: the oldest "
                   f"{session.dropped_turns - dropped} messages were left out)", file=sys.stderr)
+
+
+# ----- foresight serve -----------------------------------------------------------------------------------------------
+
+
+def _register_serve(sub: argparse._SubParsersAction) -> None:
+    from foresight.cli_args import float_in, int_in
+
+    p = model_parser(
+        sub, "serve", "serve a model over an OpenAI-compatible HTTP API, with a chat page",
+        "Serve MODEL at http://HOST:PORT: POST /v1/chat/completions and /v1/completions (OpenAI's wire format, "
+        "streaming included; the official openai client works with base_url=http://HOST:PORT/v1), "
+        "GET /v1/models, /health, /metrics (Prometheus) and a chat page at /. Requests are batched "
+        "continuously: up to --max-batch sequences decode together, and up to --max-queue more wait (beyond "
+        "that: 429). SIGTERM or Ctrl-C drains: running requests finish, new ones get 503, then it exits 0.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int_in(1, 65535), default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require 'Authorization: Bearer KEY' on /v1/ routes (default: FORESIGHT_API_KEY if set, "
+                        "else no key)")
+    p.add_argument("--max-batch", type=int_in(1, 1024), default=16, metavar="N",
+                   help="most sequences decoding at once (default 16)")
+    p.add_argument("--max-queue", type=int_in(0, 100000), default=64, metavar="N",
+                   help="most requests waiting for a place in the batch (default 64)")
+    p.add_argument("--model-id", default=None, metavar="NAME",
+                   help="the name clients use in 'model' (default: the model's own name)")
+    p.add_argument("--drain-timeout", type=float_in(0, 3600), default=30.0, metavar="S",
+                   help="on SIGTERM, wait this long for running requests to finish (default 30)")
+    p.add_argument("--threads", type=int_in(1, 1024), default=None, metavar="N",
+                   help="CPU threads for the model (default: PyTorch's choice)")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from foresight.serve.api import ServerState, run_server
+    from foresight.weights.load import load_model, resolve
+
+    resolve(args.model)  # a missing or unreadable MODEL fails here, before the port opens
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = ServerState(args.model_id, args.api_key or os.environ.get("FORESIGHT_API_KEY") or None)
+    return run_server(lambda: load_model(args.model, device=device), state, host=args.host, port=args.port,
+                      max_batch=args.max_batch, max_queue=args.max_queue, drain_timeout=args.drain_timeout)
