@@ -14,28 +14,12 @@ import torch
 
 from foresight.cli import main
 from foresight.errors import ForesightError
-from foresight.model import ModelConfig, Transformer
 from foresight.model.generate import generate, generate_text, sample_next_token, stream_text
-from foresight.weights.load import RunTokenizer, load_model
+from foresight.weights.load import load_model
 from foresight.serve.chat import ChatSession
 
 REPO = Path(__file__).resolve().parents[1]
-TEXTS = ["The capital of France is Paris.", "def add(a, b):\n    return a + b\n", "A quick brown fox jumps over",
-         "the lazy dog. 1234567890 !?", "Émile a mangé une crêpe."] * 20
 QUESTION = "What is the capital of France?"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """A random model whose logits are far apart (large init), so that float rounding cannot flip an argmax and
-    cached and uncached decoding must agree exactly; and a small byte-level BPE tokenizer for the text tests."""
-    from foresight.data.tokenizer import Tokenizer
-
-    tokenizer = RunTokenizer(Tokenizer.from_spec("bpe:300", TEXTS))
-    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
-                      max_seq_len=96, parametrization="sp", init_std=0.3)
-    torch.manual_seed(0)
-    return Transformer(cfg).eval(), tokenizer
 
 
 def uncached_greedy(model, prompt: list[int], n: int) -> list[int]:

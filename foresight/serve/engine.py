@@ -4,8 +4,8 @@ A request is a prompt (token ids), its sampling settings and `n` choices. It wai
 when the batch has room for its n rows, has its prompt run through the model (prefill), and then each of its
 choices decodes one token per engine step alongside every other running sequence until it stops. Each step:
 
-1. admit waiting requests while the running batch has free rows (at most `max_batch` rows in all);
-2. drop cancelled sequences, freeing their rows;
+1. drop cancelled sequences (e.g. their client went away), freeing their rows;
+2. admit waiting requests while the running batch has free rows (at most `max_batch` rows in all);
 3. prefill: one group of short prompts in one right-padded forward, or the next `prefill_chunk` tokens of one long
    prompt, so that a long prompt delays the running sequences by one chunk per step, not by its whole length;
 4. decode: one forward of every running sequence's last token, then each row's next token with its own settings.
@@ -237,23 +237,29 @@ class Engine:
     # ----- the engine thread ---------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while self.idle and not self._stopping:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+            try:
+                self.step()
+            except Exception as e:  # never seen; if it happens, fail what is in flight and keep serving
+                traceback.print_exc()
+                self._fail_all(f"internal error in the engine: {type(e).__name__}: {e}")
+
+    def step(self) -> None:
+        """One engine step (see the module docstring). The engine thread calls it in a loop; a test may call it
+        itself, without `start`, to control exactly when requests join."""
         with torch.inference_mode():
-            while True:
-                with self._lock:
-                    while self.idle and not self._stopping:
-                        self._lock.wait()
-                    if self._stopping:
-                        return
-                    self._admit()
-                try:
-                    self._drop_cancelled()
-                    if self._prefilling:
-                        self._prefill_step()
-                    if self._running:
-                        self._decode_step()
-                except Exception as e:  # never seen; if it happens, fail what is in flight and keep serving
-                    traceback.print_exc()
-                    self._fail_all(f"internal error in the engine: {type(e).__name__}: {e}")
+            self._drop_cancelled()  # first, so that a cancelled request's rows go to a waiting one at once
+            with self._lock:
+                self._admit()
+            if self._prefilling:
+                self._prefill_step()
+            if self._running:
+                self._decode_step()
 
     def _rows_in_use(self) -> int:
         return len(self._running) + sum(r.n for r in self._prefilling)
