@@ -11,10 +11,11 @@ from pathlib import Path
 MODEL_HELP = "a run directory, a Hugging Face folder, a .gguf file, or a built-in name (smollm2-135m-instruct)"
 
 
-def model_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str):
-    """A subcommand whose first argument is a MODEL."""
+def model_parser(sub: argparse._SubParsersAction, name: str, help: str, description: str, optional: bool = False):
+    """A subcommand whose first argument is a MODEL (`optional`: it may be left out, e.g. when another flag says
+    where the model is)."""
     p = sub.add_parser(name, help=help, description=description)
-    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP, nargs="?" if optional else None)
     return p
 
 
