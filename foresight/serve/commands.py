@@ -106,14 +106,41 @@ def _register_chat(sub: argparse._SubParsersAction) -> None:
         sub, "chat", "talk with a chat model in the terminal",
         "A multi-turn chat: each line read from standard input is a user message, and the reply "
         "streams as it is generated. The whole conversation is the context of every reply (the oldest "
-        "turns are dropped once it no longer fits). /exit or end of input (Ctrl-D) ends it.",
+        "turns are dropped once it no longer fits). /exit or end of input (Ctrl-D) ends it. With --url, "
+        "the model is the one a `foresight serve` (or any OpenAI-compatible server) at URL serves, "
+        "reached with the openai client as a user's code would; MODEL then picks among its models.",
+        optional=True,
     )
+    p.add_argument("--url", default=None, help="chat with the server at this address (e.g. http://127.0.0.1:8000)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="with --url: the server's key (default: FORESIGHT_API_KEY if set)")
     p.add_argument("--system", default=None, help="a system message that starts the conversation")
     _add_sampling_options(p, max_tokens=512)
     p.set_defaults(func=_chat)
 
 
+def _user_lines(name: str):
+    """The user's messages from standard input, until /exit or end of input (with a prompt on a terminal)."""
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {name}; /exit or Ctrl-D ends", file=sys.stderr)
+    while True:
+        if interactive:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":  # "" is end of input
+            return
+        if line.strip():
+            yield line.rstrip("\n")
+
+
 def _chat(args: argparse.Namespace) -> int:
+    if args.url:
+        return _chat_remote(args)
+    if args.api_key:
+        raise ForesightError("--api-key needs --url (a local model has no key)")
+    if not args.model:
+        raise ForesightError("give a MODEL to chat with, or --url of a server")
     from foresight.weights.load import load_model
     from foresight.serve.chat import ChatSession
 
@@ -121,20 +148,10 @@ def _chat(args: argparse.Namespace) -> int:
     loaded = load_model(args.model)
     max_new = _max_tokens(args, loaded.model.cfg.max_seq_len)
     session = ChatSession(loaded, args.system, max_new_tokens=max_new, **sampling)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        print(f"chatting with {loaded.name}; /exit or Ctrl-D ends", file=sys.stderr)
-    while True:
-        if interactive:
-            print("> ", end="", file=sys.stderr, flush=True)
-        line = sys.stdin.readline()
-        if not line or line.strip() == "/exit":  # "" is end of input
-            return 0
-        if not line.strip():
-            continue
+    for line in _user_lines(loaded.name):
         dropped = session.dropped_turns
         try:
-            for piece in session.reply(line.rstrip("\n")):
+            for piece in session.reply(line):
                 _write(piece)
         except ForesightError as e:  # e.g. one message longer than the context: say so and keep chatting
             print(f"error: {e}", file=sys.stderr)
@@ -143,6 +160,55 @@ def _chat(args: argparse.Namespace) -> int:
         if session.dropped_turns > dropped:
             print(f"(the conversation outgrew the {loaded.model.cfg.max_seq_len}-token context: the oldest "
                   f"{session.dropped_turns - dropped} messages were left out)", file=sys.stderr)
+    return 0
+
+
+def _chat_remote(args: argparse.Namespace) -> int:
+    """The same conversation against a server, through the official openai client's streaming path."""
+    import os
+
+    import openai
+
+    from foresight.model.generate import check_sampling
+
+    check_sampling(args.temperature, args.top_k, args.top_p)
+    key = args.api_key or os.environ.get("FORESIGHT_API_KEY") or "none"
+    client = openai.OpenAI(base_url=args.url.rstrip("/") + "/v1", api_key=key, max_retries=0)
+
+    def error_text(e: openai.APIError) -> str:
+        body = e.body if isinstance(e.body, dict) else {}
+        return body.get("message") or str(e)
+
+    try:
+        model = args.model or client.models.list().data[0].id
+    except openai.APIConnectionError:
+        raise ForesightError(f"cannot reach a server at {args.url} (is `foresight serve` running there?)") from None
+    except openai.APIError as e:
+        raise ForesightError(f"{args.url}: {error_text(e)}") from None
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    options = {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed, "stop": args.stop or None,
+               "max_tokens": args.max_tokens or args.default_max_tokens}
+    if args.top_k:
+        options["extra_body"] = {"top_k": args.top_k}
+    for line in _user_lines(f"{model} at {args.url}"):
+        messages.append({"role": "user", "content": line})
+        pieces: list[str] = []
+        try:
+            stream = client.chat.completions.create(model=model, messages=messages, stream=True, **options)
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces.append(chunk.choices[0].delta.content)
+                    _write(pieces[-1])
+        except openai.APIConnectionError:
+            raise ForesightError(f"lost the connection to {args.url}") from None
+        except openai.APIError as e:  # e.g. the conversation outgrew the context: say so and keep chatting
+            print(f"error: {error_text(e)}", file=sys.stderr)
+            if not pieces:
+                messages.pop()
+                continue
+        print()
+        messages.append({"role": "assistant", "content": "".join(pieces)})
+    return 0
 
 
 # ----- foresight serve -----------------------------------------------------------------------------------------------
