@@ -163,6 +163,8 @@ class Engine:
             raise ForesightError(f"token id {bad} is outside the model's vocabulary (size {vocab})")
         if not 1 <= n <= self.max_batch:
             raise ForesightError(f"n must be between 1 and the server's batch size {self.max_batch}, not {n}")
+        if params.seed is not None and not -2**63 <= params.seed <= 2**63 - n:
+            raise ForesightError(f"seed must be a 64-bit integer, not {params.seed}")
         if params.max_tokens < 1:
             raise ForesightError(f"max_tokens must be >= 1, not {params.max_tokens}")
         if len(prompt) + params.max_tokens > self.context_length:
