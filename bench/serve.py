@@ -5,8 +5,8 @@ by default) that many clients each send a fixed number of streaming chat request
 127.0.0.1; the prompts are a fixed list of varied short questions, taken in turn. Every request is greedy
 (temperature 0) with the same max_tokens, and asks each server to go on past its end-of-turn token so that every
 reply is exactly max_tokens long and every server does the same work: ours through `ignore_eos` (vLLM's field), the
-peers through OpenAI's `logit_bias` with -100 on the end-of-turn token (<|im_end|>, id 2). Tokens are counted from
-`usage` (stream_options.include_usage), or from content chunks where a server sends no usage.
+peers through OpenAI's `logit_bias` with -100 on the end-of-turn token (<|im_end|>, id 2), except as noted below.
+Tokens are counted from `usage` (stream_options.include_usage), or from content chunks where a server sends no usage.
 
 Servers, all on the same SmolLM2-135M-Instruct weights, CPU, the same number of threads (2 by default):
   ours          `python -m foresight serve MODEL --max-batch 16 --threads T` (continuous batching), float32 weights
@@ -14,14 +14,16 @@ Servers, all on the same SmolLM2-135M-Instruct weights, CPU, the same number of 
   transformers  `transformers serve FOLDER --device cpu --dtype float32` with OMP_NUM_THREADS=T, on the Hugging Face
                 folder our loader converted those weights into (the same float32 numbers), HF_HUB_OFFLINE=1. Its
                 default mode (no --continuous-batching), which is what a user gets; it needs `accelerate` on CPU
-                (it always passes device_map).
+                (it always passes device_map). It answers one request at a time.
+  transformers-cb  the same with --continuous-batching (paged attention, batched decoding); there logit_bias is
+                ignored, so it is sent generation_config={"eos_token_id": -1} instead.
   llamacpp      `python -m llama_cpp.server --model FILE.gguf --n_threads T` (llama-cpp-python[server]) on the GGUF
                 file itself, which is Q4_1: llama.cpp computes in 4-bit blocks where the other two compute in
                 float32, so its figures are for reference (no goal). Its own repeat penalty is set to 1 (off), and
                 --interrupt_requests False: by default a new request cuts off the one streaming (an empty reply).
                 It runs one request at a time (no batching).
-Every server gets OMP_WAIT_POLICY=PASSIVE, which `foresight` sets for itself at start-up (spinning OpenMP threads
-collapse when a third process, here this client, wants a core).
+Every server gets OMP_WAIT_POLICY=PASSIVE (--omp-wait), which `foresight` sets for itself at start-up (spinning
+OpenMP threads collapse when a third process, here this client, wants a core).
 
 All selected servers are started first and warmed up (one untimed request each); then, for each concurrency level,
 the servers are measured one after another, in an order that rotates from level to level (idle servers take no
@@ -84,7 +86,7 @@ QUESTIONS = [
 ]
 
 EOS_ID = 2  # <|im_end|>, SmolLM2-Instruct's end of turn (and its eos_token_id)
-ALL_PEERS = ("transformers", "llamacpp")
+ALL_PEERS = ("transformers", "transformers-cb", "llamacpp")
 
 
 def free_port() -> int:
@@ -202,8 +204,8 @@ def busy_fraction(seconds: float = 2.0) -> float:
     return 1 - (i1 - i0) / max(1, t1 - t0)
 
 
-def base_env(threads: int) -> dict:
-    return {"OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE", "MKL_NUM_THREADS": str(threads),
+def base_env(threads: int, wait_policy: str = "PASSIVE") -> dict:
+    return {"OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": wait_policy, "MKL_NUM_THREADS": str(threads),
             "TOKENIZERS_PARALLELISM": "false",
             # nothing leaves this machine
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
@@ -213,13 +215,13 @@ def make_ours(args) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "foresight", "serve", args.model, "--host", "127.0.0.1", "--port", str(port),
            "--max-batch", str(args.max_batch), "--threads", str(args.threads)]
-    return Server("ours", cmd, "/health", {"extra_body": {"ignore_eos": True}}, base_env(args.threads),
+    return Server("ours", cmd, "/health", {"extra_body": {"ignore_eos": True}}, base_env(args.threads, args.omp_wait),
                   url=f"http://127.0.0.1:{port}")
 
 
 def peer_missing(name: str, args) -> str | None:
     """Why a peer cannot run here, or None."""
-    if name == "transformers":
+    if name in ("transformers", "transformers-cb"):
         for mod, pip in (("transformers.cli.serving", "transformers[serving]"), ("fastapi", "fastapi"),
                          ("uvicorn", "uvicorn"), ("accelerate", "accelerate")):
             if importlib.util.find_spec(mod.split(".")[0]) is None:
@@ -240,11 +242,14 @@ def peer_missing(name: str, args) -> str | None:
 def make_peer(name: str, args, source: Path, gguf: Path) -> Server:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = base_env(args.threads)
+    env = base_env(args.threads, args.omp_wait)
     no_eos = {"logit_bias": {str(EOS_ID): -100.0}}  # a float: transformers refuses an int bias
-    if name == "transformers":
+    if name.startswith("transformers"):
         cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(source), "--host", "127.0.0.1",
                "--port", str(port), "--device", "cpu", "--dtype", "float32", "--log-level", "warning"]
+        if name == "transformers-cb":  # continuous batching ignores logit_bias; an eos id no token has works
+            return Server(name, cmd + ["--continuous-batching"], "/health",
+                          {"extra_body": {"generation_config": '{"eos_token_id": -1}'}}, env, url=url)
         return Server(name, cmd, "/health", no_eos, env, url=url)
     cmd = [args.llamacpp_python, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
            "--port", str(port), "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
@@ -350,6 +355,8 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=16, help="our server's --max-batch")
     parser.add_argument("--llamacpp-python", default=sys.executable, help="the Python that has llama_cpp")
     parser.add_argument("--startup-timeout", type=float, default=600)
+    parser.add_argument("--omp-wait", default="PASSIVE", choices=["PASSIVE", "ACTIVE"],
+                        help="OMP_WAIT_POLICY for every server (default PASSIVE, what foresight sets for itself)")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -401,7 +408,7 @@ def main() -> None:
                     continue
                 row = asyncio.run(run_level(s, c, n, args.max_tokens))
                 table[s.name][c] = row
-                print(f"  {s.name:<12} c={c:<3} {row['requests']} requests, {row['tok_s']:.1f} tok/s, "
+                print(f"  {s.name:<15} c={c:<3} {row['requests']} requests, {row['tok_s']:.1f} tok/s, "
                       f"{row['failed']} failed {row['errors'] or ''}", flush=True)
     finally:
         for s in servers:
@@ -409,29 +416,31 @@ def main() -> None:
 
     print()
     print(f"model {args.model}, streaming chat over 127.0.0.1, max_tokens {args.max_tokens} (past end of turn), "
-          f"greedy, CPU, {args.threads} threads, {os.cpu_count()} cores ({100 * background:.0f}% busy before); "
+          f"greedy, CPU, {args.threads} threads, OMP_WAIT_POLICY={args.omp_wait}, {os.cpu_count()} cores ({100 * background:.0f}% busy before); "
           f"logs in {logdir}")
-    hdr = (f"{'server':<12} {'clients':>7} {'reqs':>4} {'fail':>4} {'tok/req':>7} {'tok/s':>7} {'TTFT p50':>9} "
+    hdr = (f"{'server':<15} {'clients':>7} {'reqs':>4} {'fail':>4} {'tok/req':>7} {'tok/s':>7} {'TTFT p50':>9} "
            f"{'TTFT p95':>9} {'ITL p50':>8} {'ITL p95':>8} {'chunk/tok':>9} {'srv CPU':>7}")
     print(hdr)
     for name, rows in table.items():
         for c, r in sorted(rows.items()):
-            print(f"{name:<12} {c:>7} {r['requests']:>4} {r['failed']:>4} {r['tok_per_req']:>7.1f} {r['tok_s']:>7.1f} "
+            print(f"{name:<15} {c:>7} {r['requests']:>4} {r['failed']:>4} {r['tok_per_req']:>7.1f} {r['tok_s']:>7.1f} "
                   f"{1000 * r['ttft50']:>7.0f}ms {1000 * r['ttft95']:>7.0f}ms {1000 * r['itl50']:>6.0f}ms "
                   f"{1000 * r['itl95']:>6.0f}ms {r['chunks_per_tok']:>9.2f} {100 * r['cpu']:>6.0f}%")
-    ref = "transformers" if "transformers" in table else "ours"
+    ref = next((n for n in ("transformers", "ours") if n in table), None)
     for name, rows in table.items():
-        if name == ref:
+        if ref is None or name == ref:
             continue
-        same = total = 0
+        same = head = total = 0
         for c, r in rows.items():
             for q, text in r["texts"].items():
                 other = table[ref].get(c, {}).get("texts", {}).get(q)
                 if other is not None:
                     total += 1
                     same += text == other
-        if total:
-            print(f"{name}: {same}/{total} replies word for word the same as {ref} (same question, same level)")
+                    head += text[:100] == other[:100]
+        if total:  # past the end of turn they part by design: ignore_eos may emit <|im_end|>, logit_bias bans it
+            print(f"{name}: of {total} replies to the same question at the same level as {ref}, {head} have the "
+                  f"same first 100 characters, {same} the same whole text")
     top = max(levels)
     ours, hf = table.get("ours", {}).get(top), table.get("transformers", {}).get(top)
     if ours and hf:
