@@ -416,8 +416,8 @@ def main() -> None:
 
     print()
     print(f"model {args.model}, streaming chat over 127.0.0.1, max_tokens {args.max_tokens} (past end of turn), "
-          f"greedy, CPU, {args.threads} threads, OMP_WAIT_POLICY={args.omp_wait}, {os.cpu_count()} cores ({100 * background:.0f}% busy before); "
-          f"logs in {logdir}")
+          f"greedy, CPU, {args.threads} threads, OMP_WAIT_POLICY={args.omp_wait}, {os.cpu_count()} cores "
+          f"({100 * background:.0f}% busy before); logs in {logdir}")
     hdr = (f"{'server':<15} {'clients':>7} {'reqs':>4} {'fail':>4} {'tok/req':>7} {'tok/s':>7} {'TTFT p50':>9} "
            f"{'TTFT p95':>9} {'ITL p50':>8} {'ITL p95':>8} {'chunk/tok':>9} {'srv CPU':>7}")
     print(hdr)
