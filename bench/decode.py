@@ -5,7 +5,12 @@ new tokens (min_new_tokens = max_new_tokens on both sides, so neither stops earl
 Tokens/s counts new tokens of all rows divided by the whole call (prompt forward included). Batch 8 uses 8
 different prompts (ours right-pads them and decodes each row at its own length; transformers left-pads).
 
-    .venv/bin/python bench/decode.py [--new-tokens 128] [--repeats 5] [--threads 2] [--device cpu]
+`--weights int8` times our int8 weight-only path (foresight.model.quantize, `load_model(quantize="int8")`) against
+transformers on the float32 weights; its tokens then differ from float32 after a while, and the last column says
+how many of each row's first tokens agree.
+
+    .venv/bin/python bench/decode.py [--weights float|int8] [--new-tokens 128] [--repeats 5] [--threads 2]
+                                     [--device cpu]
 
 Last line: `ratio: X` = our tokens/s / transformers' tokens/s at batch 1.
 """
@@ -41,6 +46,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--weights", default="float", choices=["float", "int8"],
+                        help="our weights: float (float32, exact) or int8 (weight-only); transformers: float32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -49,7 +56,8 @@ def main() -> None:
     from foresight.model.generate import generate
     from foresight.weights.load import load_model
 
-    loaded = load_model(args.model, device=args.device, dtype=torch.float32)
+    loaded = load_model(args.model, device=args.device, dtype=torch.float32,
+                        quantize=None if args.weights == "float" else args.weights)
     ours, tok = loaded.model, loaded.tokenizer
     # The same float32 weights, read by transformers from the Hugging Face folder our loader converted them into.
     theirs = AutoModelForCausalLM.from_pretrained(str(loaded.source), dtype=torch.float32).to(args.device).eval()
@@ -73,16 +81,21 @@ def main() -> None:
                                   do_sample=False, pad_token_id=pad_id, eos_token_id=tok.eos_ids)
             return out[:, width:].tolist()
 
-        same = run_ours() == run_theirs()
+        a, b = run_ours(), run_theirs()
+        # Per row, how many new tokens agree before the first difference; the fewest of any row.
+        same = min(next((i for i, (x, y) in enumerate(zip(r, s)) if x != y), n) for r, s in zip(a, b))
         seconds = time_interleaved({"ours": run_ours, "transformers": run_theirs}, repeats=args.repeats, warmup=1)
         ours_tps, theirs_tps = (batch * n / median(seconds[k]) for k in ("ours", "transformers"))
         rows.append((batch, ours_tps, theirs_tps, same))
 
-    print(f"model {loaded.name}, {n} new tokens, greedy, float32, {args.device}, {args.threads} threads, "
+    weights = "float32" if args.weights == "float" else f"ours {args.weights} weights, transformers float32"
+    print(f"model {loaded.name}, {n} new tokens, greedy, {weights}, {args.device}, {args.threads} threads, "
           f"median of {args.repeats}")
     print(f"{'batch':>5}  {'ours tok/s':>10}  {'HF tok/s':>10}  {'ours/HF':>7}  same tokens")
     for batch, a, b, same in rows:
-        print(f"{batch:>5}  {a:>10.1f}  {b:>10.1f}  {a / b:>7.2f}  {'yes' if same else 'NO'}")
+        agree = "yes" if same == n else ("NO: " if args.weights == "float" else "") + f"first {same} of {n}"
+        print(f"{batch:>5}  {a:>10.1f}  {b:>10.1f}  {a / b:>7.2f}  {agree}" + (" (the row that agrees least)"
+                                                                                 if batch > 1 and same < n else ""))
     first = rows[0]
     print_ratio(first[1] / first[2])
 
