@@ -8,7 +8,7 @@ from pathlib import Path
 
 from foresight.cli_args import int_in
 from foresight.errors import ForesightError
-from foresight.weights.commands import MODEL_HELP
+from foresight.weights.commands import MODEL_HELP, add_weights_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "validation split of either)")
     p.add_argument("--device", default=None, type=_device, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    add_weights_option(p)  # --weights float|int8 -> args.quantize
     p.add_argument("--batch-tokens", type=int_in(1, 2**24), default=None, metavar="N",
                    help="most tokens per forward pass, padding included (default 1024 on a CPU, 16384 on a GPU)")
     p.add_argument("--threads", type=int_in(0, 4096), default=0, metavar="N",
@@ -160,7 +161,7 @@ def _eval(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = EvalModel(args.model, device=device, dtype=args.dtype, use_cache=not args.no_cache,
-                      batch_tokens=args.batch_tokens)  # checks MODEL; the weights load on first need
+                      batch_tokens=args.batch_tokens, quantize=args.quantize)  # checks MODEL; loads on first need
     try:
         # Every task's data first: one that cannot be had fails before any other task runs.
         _fetch_task_data(specs, default_root() / "cache")

@@ -212,7 +212,8 @@ class EvalModel:
     The model is loaded on first need: when every request is cached, nothing is loaded."""
 
     def __init__(self, spec: str, device: str = "cpu", dtype: str = "float32", use_cache: bool = True,
-                 batch_tokens: int | None = None, max_rows: int = 64, generate_rows: int = 8, min_prefix: int = 32):
+                 batch_tokens: int | None = None, max_rows: int = 64, generate_rows: int = 8, min_prefix: int = 32,
+                 quantize: str | None = None):
         import difflib
 
         from foresight.weights.load import BUILTIN_MODELS, resolve
@@ -222,8 +223,12 @@ class EvalModel:
         except ForesightError as e:
             close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1, cutoff=0.6)
             raise ForesightError(f"{e}" + (f" (did you mean {close[0]!r}?)" if close else "")) from None
-        self.spec, self.device, self.dtype = spec, device, dtype
-        self.identity = model_identity(spec, dtype)
+        from foresight.weights.load import check_quantize
+
+        check_quantize(quantize, device)  # a bad value or a missing kernel is refused before any work
+        self.spec, self.device, self.dtype, self.quantize = spec, device, dtype, quantize
+        # int8 weights answer differently from float ones: they get their own cache.
+        self.identity = model_identity(spec, dtype if quantize is None else f"{dtype}+{quantize}")
         self.cache = RequestCache.for_model(self.identity) if use_cache else RequestCache(None)
         # Tokens per forward pass, padding included. On a CPU, ~1,000 keeps a batch's activations in cache: 48 MMLU
         # questions scored ~1.4x faster with 1,024 than with 4,096 (2-core machine, docs/eval.md); a GPU wants more.
@@ -239,7 +244,7 @@ class EvalModel:
         dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         if self.dtype not in dtypes:
             raise ForesightError(f"--dtype must be one of {', '.join(dtypes)}, not {self.dtype!r}")
-        return load_model(self.spec, device=self.device, dtype=dtypes[self.dtype])
+        return load_model(self.spec, device=self.device, dtype=dtypes[self.dtype], quantize=self.quantize)
 
     @property
     def tokenizer(self):

@@ -242,7 +242,8 @@ def evaluate(model: EvalModel, specs: list[TaskSpec], cache_dir: Path, shots: in
         options = {"path": text} if text and spec.source.loader == "text" else None
         tasks[spec.name] = run_task(model, spec, cache_dir, shots, limit, options, progress)
     return {
-        "model": {"spec": model.spec, "identity": model.identity, "dtype": model.dtype, "device": model.device},
+        "model": {"spec": model.spec, "identity": model.identity, "dtype": model.dtype, "device": model.device,
+                  "quantize": model.quantize},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "foresight_version": getattr(foresight, "__version__", None),
         "settings": {"shots": shots, "limit": limit, "batch_tokens": model.batch_tokens},

@@ -83,7 +83,7 @@ def _sample(args: argparse.Namespace) -> int:
     sampling = _sampling(args)
     if args.system is not None and not args.chat:
         raise ForesightError("--system needs --chat (a plain prompt has no roles)")
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, quantize=args.quantize)
     tok = loaded.tokenizer
     if args.chat:
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
@@ -145,7 +145,7 @@ def _chat(args: argparse.Namespace) -> int:
     from foresight.serve.chat import ChatSession
 
     sampling = _sampling(args)
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, quantize=args.quantize)
     max_new = _max_tokens(args, loaded.model.cfg.max_seq_len)
     session = ChatSession(loaded, args.system, max_new_tokens=max_new, **sampling)
     for line in _user_lines(loaded.name):
@@ -256,5 +256,6 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     state = ServerState(args.model_id, args.api_key or os.environ.get("FORESIGHT_API_KEY") or None)
-    return run_server(lambda: load_model(args.model, device=device), state, host=args.host, port=args.port,
+    load = lambda: load_model(args.model, device=device, quantize=args.quantize)  # noqa: E731
+    return run_server(load, state, host=args.host, port=args.port,
                       max_batch=args.max_batch, max_queue=args.max_queue, drain_timeout=args.drain_timeout)
