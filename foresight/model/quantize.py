@@ -47,6 +47,13 @@ def int8_available(device: torch.device | str = "cpu", dtype: torch.dtype = KERN
     return None
 
 
+def require_int8(device: torch.device | str = "cpu") -> None:
+    """Raise ForesightError, naming the reason, where the int8 kernel does not run on `device`."""
+    why_not = int8_available(device)
+    if why_not:
+        raise ForesightError(f"int8 weights are not available on {device}: {why_not}; use float weights")
+
+
 def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(int8 weights [N, K], float32 scales [N]): symmetric, one scale per output row, computed in float32."""
     w = weight.detach().float()
@@ -99,10 +106,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
         return model
-    device = linears[0][1].weight.device
-    why_not = int8_available(device)
-    if why_not:
-        raise ForesightError(f"int8 weights are not available on {device}: {why_not}; use float weights")
+    require_int8(linears[0][1].weight.device)
     done: dict[int, Int8Linear] = {}  # by id of the Linear, for a module that appears twice
     for name, linear in linears:
         parent_name, _, child = name.rpartition(".")

@@ -489,11 +489,9 @@ def check_quantize(quantize: str | None, device="cpu") -> None:
     if quantize not in QUANTIZE_MODES:
         raise ForesightError(f"unknown weight quantization {quantize!r}: use None (float weights) or "
                              + " or ".join(repr(m) for m in QUANTIZE_MODES))
-    from foresight.model.quantize import int8_available
+    from foresight.model.quantize import require_int8
 
-    why_not = int8_available(device)
-    if why_not:
-        raise ForesightError(f"int8 weights are not available on {device}: {why_not}; use float weights")
+    require_int8(device)
 
 
 def load_model(spec: str, device="cpu", dtype: torch.dtype = torch.float32,
