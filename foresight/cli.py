@@ -30,6 +30,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "foresight.scaling.commands": ("fit", "predict", "ledger"),
     "foresight.scaling.pipeline_commands": ("ladder", "forecast"),
     "foresight.evals.commands": ("eval",),
+    "foresight.align.commands": ("align",),
 }
 
 

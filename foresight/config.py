@@ -250,6 +250,20 @@ RANGES: dict[str, dict[str, Range]] = {
         "workers": _at_least(0, 4096, "0 = one per core"),
         "seed": _at_least(0, BIG),
     },
+    # foresight.align.config: post-training's data and length settings.
+    "AlignDataConfig": {
+        "max_examples": _at_least(0, 10**9, "0 = every example"),
+        "max_heldout": _at_least(0, 10**9, "0 = every held-out example"),
+    },
+    "SFTOptions": {
+        "epochs": _positive(1e6),
+        "steps": _at_least(0, 10**12, "0 = from epochs"),
+    },
+    "RMOptions": {
+        "epochs": _positive(1e6),
+        "steps": _at_least(0, 10**12, "0 = from epochs"),
+        "margin": _at_least(0, 100.0),
+    },
     # foresight.evals.spec: a task's few-shot and generation settings.
     "FewShotSpec": {
         "shots": _at_least(0, 1000),

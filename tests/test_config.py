@@ -58,10 +58,11 @@ def _schemas():
     import dataclasses
     import typing
 
+    from foresight.align.config import RMConfig, SFTConfig
     from foresight.evals.spec import TaskSpec
     from foresight.scaling.ladder import CapabilitiesConfig, ForecastConfig
 
-    seen, todo = [], [RunConfig, ForecastConfig, CapabilitiesConfig, TaskSpec]
+    seen, todo = [], [RunConfig, ForecastConfig, CapabilitiesConfig, TaskSpec, SFTConfig, RMConfig]
     while todo:
         schema = todo.pop()
         if schema in seen:

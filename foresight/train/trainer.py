@@ -47,20 +47,29 @@ def autocast_context(cfg: RunConfig, device: torch.device):
     return contextlib.nullcontext()
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
-    holds_run = out.is_dir() and any((out / m).exists() for m in RUN_MARKERS)
+def check_out_dir(out: Path, resume: bool, markers: tuple[str, ...] = RUN_MARKERS) -> None:
+    """Refuse to start a run in a directory that holds one, unless resuming it."""
+    holds_run = out.is_dir() and any((out / m).exists() for m in markers)
     if holds_run and not resume:
         raise ForesightError(f"{out} already holds a run; pass --resume to continue it, or choose another --out")
 
 
-def _check_resume_config(out: Path, cfg: RunConfig) -> None:
+def check_resume_config(out: Path, cfg, schema: type = RunConfig) -> None:
+    """Refuse --resume with a config that differs from the run's saved one (threads and device may change)."""
     saved_path = out / "config.toml"
     if not saved_path.is_file():
         return
-    saved = config_to_dict(load_config(saved_path))
+    saved = config_to_dict(load_config(saved_path, schema))
     now = config_to_dict(cfg)
-    diffs = [f"{sec}.{k}: {saved[sec].get(k)!r} -> {v!r}" for sec in now for k, v in now[sec].items()
-             if saved.get(sec, {}).get(k) != v and not (sec, k) in {("train", "threads"), ("train", "device")}]
+    ignored = {("train", "threads"), ("train", "device")}
+    diffs = []
+    for sec, value in now.items():
+        if not isinstance(value, dict):  # a top-level key (e.g. an align config's base model)
+            if saved.get(sec) != value:
+                diffs.append(f"{sec}: {saved.get(sec)!r} -> {value!r}")
+            continue
+        diffs += [f"{sec}.{k}: {saved[sec].get(k)!r} -> {v!r}" for k, v in value.items()
+                  if saved.get(sec, {}).get(k) != v and (sec, k) not in ignored]
     if diffs:
         raise ForesightError(f"--resume with a config that differs from {saved_path}: " + "; ".join(diffs))
 
@@ -92,7 +101,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 def train(cfg: RunConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
     """Train per `cfg` into `out`; returns the summary dict (also written to out/summary.json)."""
     out = Path(out)
-    _check_out_dir(out, resume)
+    check_out_dir(out, resume)
     info = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
         return _train(cfg, out, resume, progress, info)
@@ -132,7 +141,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
     steps, tokens = plan_length(cfg)
 
     if resume:
-        _check_resume_config(out, cfg)
+        check_resume_config(out, cfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", dump_config(cfg))

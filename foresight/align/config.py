@@ -1,0 +1,93 @@
+"""Typed configs for post-training: one schema per algorithm, each on the shared [train] table.
+
+An SFT or reward-model config names the model to start from (any MODEL argument: a built-in name, a run directory,
+a Hugging Face folder, a .gguf file), its data (JSONL files; empty means the files `foresight align data` builds),
+and the optimizer settings in the same [train] table pre-training uses. Training length is given in epochs over the
+data (or an explicit step count), never in tokens or FLOPs: those keys of [train] belong to pre-training and are
+refused here, naming the key to use instead.
+
+    base = "smollm2-135m-instruct"
+    [data]
+    max_examples = 2000
+    [train]
+    seq_len = 512
+    batch_size = 8
+    lr = 2e-5
+    [sft]
+    epochs = 1.0
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from foresight.config import TrainConfig
+
+
+@dataclass
+class AlignDataConfig:
+    # JSONL files; "" means the files `foresight align data` builds under the data root (sft_*.jsonl or pairs_*.jsonl).
+    train: str = ""
+    heldout: str = ""
+    # Use at most this many training examples (a seeded sample); 0 means all.
+    max_examples: int = 0
+    # Held-out examples scored at each evaluation; 0 means all.
+    max_heldout: int = 256
+    # Where `foresight align data` wrote its files; "" means $FORESIGHT_DATA or ./data.
+    root: str = ""
+
+
+@dataclass
+class SFTOptions:
+    # Passes over the training data; ignored when steps > 0.
+    epochs: float = 1.0
+    steps: int = 0
+    # Pack several conversations into each row of train.seq_len tokens (each attends only to itself, positions
+    # restart at 0): no padding is trained on or computed. false: one conversation per row, right-padded.
+    pack: bool = True
+
+
+@dataclass
+class RMOptions:
+    epochs: float = 1.0
+    steps: int = 0
+    # Bradley-Terry with a margin: loss = -log sigmoid(r_chosen - r_rejected - margin).
+    margin: float = 0.0
+    # Pairs whose longer side exceeds train.seq_len tokens are left out (counted in the summary).
+
+
+def _no_token_budget(train: TrainConfig, section: str) -> None:
+    for key in ("tokens", "flops", "tokens_per_param"):
+        if getattr(train, key):
+            raise ValueError(f"train.{key} is for pre-training; set {section}.epochs or {section}.steps instead")
+
+
+@dataclass
+class SFTConfig:
+    base: str = "smollm2-135m-instruct"
+    data: AlignDataConfig = field(default_factory=AlignDataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        seq_len=512, batch_size=8, lr=2e-5, schedule="cosine", warmup_fraction=0.05, min_lr_ratio=0.1,
+        weight_decay=0.0, beta2=0.999, eval_every=50, checkpoint_every=100))
+    sft: SFTOptions = field(default_factory=SFTOptions)
+
+    def __post_init__(self) -> None:
+        _no_token_budget(self.train, "sft")
+        if not self.base.strip():
+            raise ValueError("base is empty: name the model to fine-tune (e.g. smollm2-135m-instruct or a run "
+                             "directory)")
+
+
+@dataclass
+class RMConfig:
+    base: str = "smollm2-135m-instruct"
+    data: AlignDataConfig = field(default_factory=AlignDataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        seq_len=384, batch_size=8, lr=1e-5, schedule="cosine", warmup_fraction=0.05, min_lr_ratio=0.1,
+        weight_decay=0.0, beta2=0.999, eval_every=50, checkpoint_every=100))
+    rm: RMOptions = field(default_factory=RMOptions)
+
+    def __post_init__(self) -> None:
+        _no_token_budget(self.train, "rm")
+        if not self.base.strip():
+            raise ValueError("base is empty: name the model to start the reward model from")
