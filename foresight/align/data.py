@@ -210,7 +210,7 @@ def _brief(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-# ----- text helpers ----------------------------------------------------------------------------------------------------
+# ----- text helpers --------------------------------------------------------------------------------------------------
 
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "gen", "col", "lt", "sgt", "capt", "rev", "hon",
                   "no", "vs", "etc", "e.g", "i.e", "c", "ca", "approx", "inc", "ltd", "co", "corp", "mt", "ft", "fig",
@@ -260,7 +260,7 @@ def _chars(rec: dict) -> int:
                                                                  len(rec.get("rejected", "")))
 
 
-# ----- units: the underlying documents, words and exercises ------------------------------------------------------------
+# ----- units: the underlying documents, words and exercises ----------------------------------------------------------
 
 
 class Unit:
@@ -389,7 +389,8 @@ _GCIDE_POS = {"n.": "noun", "v. t.": "verb", "v. i.": "verb", "a.": "adjective",
 _GCIDE_HEAD = re.compile(r"(?P<head>[^\\,]+?) \\[^\\]*\\(?: \([^)]*\))?, (?P<pos>n\.|v\. t\.|v\. i\.|a\.|adv\.)"
                          r"(?P<rest>.*)")
 _GCIDE_SOURCE = re.compile(r"\[(?:1913 Webster|Webster 1913 Suppl\.|PJC|WordNet 1\.5|[A-Z][^\]]*\d{4}[^\]]*)\]")
-_GCIDE_SKIP = re.compile(r"\bSee\b|\bSame as\b|\bObs\b|\[R\.\]|\bArchaic\b|\bColloq\b|\bProv\b|--|[\[\]{}]|\\|\b[A-Z]\. |\b(?:pert|esp|fr|usu)\. ")
+_GCIDE_SKIP = re.compile(r"\bSee\b|\bSame as\b|\bObs\b|\[R\.\]|\bArchaic\b|\bColloq\b|\bProv\b|--|[\[\]{}]|\\"
+                         r"|\b[A-Z]\. |\b(?:pert|esp|fr|usu)\. ")
 
 
 def _gcide_units(cache: Path, familiar: set[str]) -> list[Unit]:
@@ -441,7 +442,7 @@ def _exercise_units(n: int = 20_000) -> list[Unit]:
     return units
 
 
-# ----- templates -------------------------------------------------------------------------------------------------------
+# ----- templates -----------------------------------------------------------------------------------------------------
 
 
 def _wikipedia_question(rng: random.Random, u: dict) -> str:
@@ -581,7 +582,7 @@ def _corrupt_function(rng: random.Random, p: dict) -> str | None:
     return None
 
 
-# ----- generation ------------------------------------------------------------------------------------------------------
+# ----- generation ----------------------------------------------------------------------------------------------------
 
 
 def _split_of(seed: int, family: str, key: str) -> str:
@@ -705,7 +706,7 @@ def _generate(seed: int, split: str, units: dict[str, list[Unit]], sft_n: dict[s
     return ([r for r in sft if _chars(r) <= MAX_CHARS], [r for r in pairs if _chars(r) <= MAX_CHARS])
 
 
-# ----- build -----------------------------------------------------------------------------------------------------------
+# ----- build ---------------------------------------------------------------------------------------------------------
 
 
 def _behaviour(split: str) -> tuple[list[dict], list[dict]]:
@@ -754,6 +755,20 @@ def _cached(out: Path, request: dict, say: Callable[[str], None]) -> bool:
     return True
 
 
+def _read_units(cache: Path, say: Callable[[str], None]) -> dict[str, list[Unit]]:
+    """Every source's usable units, in the readers' (fixed) order; artifacts are fetched and unpacked if missing."""
+    units: dict[str, list[Unit]] = {}
+    familiar = _familiar_words(cache)
+    readers = {"wikipedia": lambda: _wikipedia_units(cache), "bbc": lambda: _bbc_units(cache),
+               "wordnet": lambda: _wordnet_units(cache, familiar), "gcide": lambda: _gcide_units(cache, familiar),
+               "exercises": _exercise_units}
+    for name, reader in readers.items():
+        t0 = time.time()
+        units[name] = reader()
+        say(f"  {name}: {len(units[name]):,} usable items ({time.time() - t0:.1f}s)")
+    return units
+
+
 def build(root: Path | None = None, *, force: bool = False, progress: bool = True, seed: int = SEED,
           scale: float = 1.0) -> Path:
     """Write the SFT conversations and preference pairs (train and held-out) and their manifest under
@@ -772,15 +787,7 @@ def build(root: Path | None = None, *, force: bool = False, progress: bool = Tru
     t_start = time.time()
     cache = root / "cache"
     say(f"building alignment data into {out}")
-    units: dict[str, list[Unit]] = {}
-    familiar = _familiar_words(cache)
-    readers = {"wikipedia": lambda: _wikipedia_units(cache), "bbc": lambda: _bbc_units(cache),
-               "wordnet": lambda: _wordnet_units(cache, familiar), "gcide": lambda: _gcide_units(cache, familiar),
-               "exercises": _exercise_units}
-    for name, reader in readers.items():
-        t0 = time.time()
-        units[name] = reader()
-        say(f"  {name}: {len(units[name]):,} usable items ({time.time() - t0:.1f}s)")
+    units = _read_units(cache, say)
 
     # A dictionary word is one unit across both dictionaries; a BBC article one across its templates.
     family = {"wikipedia": "wikipedia", "bbc": "bbc", "wordnet": "dictionary", "gcide": "dictionary",
