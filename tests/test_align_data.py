@@ -187,7 +187,9 @@ def test_build_writes_files_the_readers_accept_and_the_manifest_describes(built)
         assert entry["by_source"] == dict(Counter(r["source"] for r in records[name]))
         assert len({r["id"] for r in records[name]}) == len(records[name])
         for r in records[name]:
-            assert sum(len(m["content"]) for m in r["messages"]) + len(r.get("chosen", "")) <= MAX_CHARS, r["id"]
+            if _family(r["source"]) in CORPUS_FAMILIES:
+                size = sum(len(m["content"]) for m in r["messages"])
+                assert size + max(len(r.get("chosen", "")), len(r.get("rejected", ""))) <= MAX_CHARS, r["id"]
     assert {a["name"] for a in manifest["artifacts"]} == {"wikipedia", "bbc_news", "gcide", "wordnet"}
     assert all(a["version"] and len(a["sha256"]) == 64 for a in manifest["artifacts"])
     assert manifest["seed"] == align_data.SEED and manifest["format_version"] == 1
@@ -324,6 +326,12 @@ def test_behaviour_sets_are_mixed_in_and_not_drowned(built):
     n_behaviour = sum(n for s, n in sft.items() if s in behaviour)
     n_corpus = sum(n for s, n in sft.items() if _family(s) in CORPUS_FAMILIES)
     assert n_corpus <= BEHAVIOUR_RATIO * n_behaviour
+    records = _load(out)
     for split in ("train", "heldout"):
-        got = Counter(r["source"] for r in _load(out)[f"sft_{split}.jsonl"] if r["source"] in behaviour)
-        assert sum(got.values()) == len(list(align_data.behaviour_conversations(split)))
+        for kind, make in (("sft", align_data.behaviour_conversations), ("pairs", align_data.behaviour_pairs)):
+            mine = [r for r in records[f"{kind}_{split}.jsonl"] if r["source"].removesuffix("_pair") in behaviour]
+            assert sorted(mine, key=lambda r: r["id"]) == sorted(make(split), key=lambda r: r["id"])
+    # no held-out prompt, behaviour or corpus, is a training prompt
+    user = {split: {m["content"] for name in (f"sft_{split}.jsonl", f"pairs_{split}.jsonl") for r in records[name]
+                    for m in r["messages"] if m["role"] == "user"} for split in ("train", "heldout")}
+    assert user["heldout"] and not user["heldout"] & user["train"]

@@ -73,7 +73,7 @@ SEED = 20261205
 HELD_OUT_FRACTION = 0.1  # of the units of every source
 HELD_OUT_SHARE = 0.12  # held-out records per training record, per source
 BEHAVIOUR_RATIO = 2.5  # at most this many corpus demonstrations per behaviour demonstration (SFT train)
-MAX_CHARS = 1600  # a conversation's characters, all messages (~400 tokens at ~4 characters a token)
+MAX_CHARS = 1400  # a conversation's characters, all messages and the longer reply (~400 tokens at ~3.5 a token)
 ARTICLE_CHARS = 1000  # a BBC article in a prompt is cut after the last whole paragraph within this
 ANSWER_CHARS = 700  # a Wikipedia answer's sentences stop before this
 FILES = ("sft_train.jsonl", "sft_heldout.jsonl", "pairs_train.jsonl", "pairs_heldout.jsonl")
@@ -831,6 +831,7 @@ def build(root: Path | None = None, *, force: bool = False, progress: bool = Tru
         "format_version": FORMAT_VERSION,
         "request": request,
         "seed": seed,
+        "counts": {name: f["records"] for name, f in files.items()},
         "files": files,
         "artifacts": [{"name": a.name, "registry": a.registry, "package": a.package, "version": a.version,
                        "file": a.filename, "sha256": a.sha256, "license": a.license}
@@ -854,11 +855,13 @@ def build(root: Path | None = None, *, force: bool = False, progress: bool = Tru
 
 def _check_disjoint(records: dict[str, list[dict]]) -> None:
     """No prompt of a held-out file is also a prompt of a training file (a last guard behind the unit split)."""
-    def prompts(name: str) -> set[str]:
-        return {m["content"] for r in records[name] for m in r["messages"] if m["role"] == "user"}
+    def prompts(split: str) -> dict[str, str]:
+        return {m["content"]: r["id"] for name in (f"sft_{split}.jsonl", f"pairs_{split}.jsonl")
+                for r in records[name] for m in r["messages"] if m["role"] == "user"}
 
-    shared = (prompts("sft_heldout.jsonl") | prompts("pairs_heldout.jsonl")) & (
-        prompts("sft_train.jsonl") | prompts("pairs_train.jsonl"))
+    train, heldout = prompts("train"), prompts("heldout")
+    shared = sorted(set(train) & set(heldout))
     if shared:
-        raise ForesightError(f"internal: {len(shared)} held-out prompt(s) also in training, e.g. "
-                             f"{sorted(shared)[0][:80]!r}")
+        raise ForesightError(f"{len(shared)} held-out prompt(s) are also training prompts, e.g. held-out "
+                             f"{heldout[shared[0]]} and training {train[shared[0]]}: {shared[0][:60]!r} (expected "
+                             f"disjoint splits; a bug in the generator of those sources)")
