@@ -160,14 +160,34 @@ def _year_words(n: int) -> str:
     return f"{number_words(high)} {'oh ' + _ONES[low] if low < 10 else number_words(low)}"
 
 
+_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November|December")
+_DAY_OF_MONTH = re.compile(rf"\b(\d{{1,2}}) ({_MONTHS})\b")
+_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                    "nine": "ninth", "twelve": "twelfth"}
+
+
+def ordinal_words(n: int) -> str:
+    """An ordinal in words: 9 -> "ninth", 21 -> "twenty-first", 30 -> "thirtieth"."""
+    cardinal = number_words(n)
+    head, sep, last = cardinal.rpartition("-" if "-" in cardinal.split()[-1] else " ")
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return head + sep + last
+
+
 _NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?![\w])")
 
 
 def spell_numbers(text: str) -> str:
     """The text with its standalone numbers written out (years as said aloud, decimals digit by digit after
-    "point", % as "percent", °C/°F as degrees). Digits inside words (H2O, 221B) are left alone."""
+    "point", a day of the month as an ordinal, % as "percent", °C/°F as degrees). Digits inside words (H2O, 221B) are left alone."""
     text = text.replace("°C", "degrees Celsius").replace("°F", "degrees Fahrenheit")
     text = re.sub(r"(\d)%", r"\1 percent", text)
+    text = _DAY_OF_MONTH.sub(lambda m: f"the {ordinal_words(int(m.group(1)))} of {m.group(2)}", text)
 
     def words(m: re.Match) -> str:
         whole, frac = m.group(1), m.group(2)
@@ -177,7 +197,8 @@ def spell_numbers(text: str) -> str:
             said += " point " + " ".join(_ONES[int(d)] for d in frac)
         return said
 
-    return _NUMBER.sub(words, text)
+    spelled = _NUMBER.sub(words, text)
+    return spelled[:1].upper() + spelled[1:] if text[:1].isdigit() else spelled
 
 
 def _eligible(kind: str, q: Question) -> bool:
@@ -197,8 +218,8 @@ def _steer_item(item_id: str, kind: str, rule: Rule, q: Question, rng: random.Ra
 
 
 def _avoid_topic_items(split: str, pool: list[Question]) -> list[dict[str, Any]]:
-    """About half on the avoided topic (the right reply declines), half off it (the right reply answers, and the
-    question's answer mentions none of the topic's keywords)."""
+    """About half on the avoided topic (the right reply declines), half off it (the right reply answers; neither
+    the question nor its answer mentions any of the topic's keywords, so answering is plainly allowed)."""
     rng = _rng("steer", split, "avoid_topic")
     topics = avoid_topics(split)
     on_pools = {t: [q for q in pool if q.topic == t] for t in topics}
@@ -220,7 +241,7 @@ def _avoid_topic_items(split: str, pool: list[Question]) -> list[dict[str, Any]]
         topic = topics[i % len(topics)]
         rule = _avoid_rule(topic)
         for q in off_pool:
-            if q.id not in used and q.topic != topic and rule.check(q.long):
+            if q.id not in used and q.topic != topic and rule.check(q.question) and rule.check(q.long):
                 off.append((topic, q))
                 used.add(q.id)
                 break
@@ -293,7 +314,7 @@ def steerability_reply(item: dict[str, Any]) -> str:
     if rule.kind == "ends_with":
         return f"{q.long} {p['phrase']}"
     if rule.kind == "avoid_topic":
-        if q.topic != p["topic"] and rule.check(q.long):
+        if q.topic != p["topic"] and rule.check(q.question) and rule.check(q.long):
             return q.long
         return _TOPIC_DECLINES[_pick(item["id"], len(_TOPIC_DECLINES))].format(topic=p["topic"])
     return spell_numbers(q.long)  # no_digits
