@@ -58,7 +58,8 @@ CONVERSATION_CASES = [
     ("content_not_string", json.dumps({"id": "b", "messages": [{"role": "user", "content": 3},
                                                                {"role": "assistant", "content": "x"}]}),
      "(expected a string)"),
-    ("assistant_not_last", json.dumps({"id": "b", "messages": _msgs(("user", "hi"))}), "the last message is the user's"),
+    ("assistant_not_last", json.dumps({"id": "b", "messages": _msgs(("user", "hi"))}),
+     "the last message is the user's"),
     ("empty_reply", json.dumps({"id": "b", "messages": _msgs(("user", "hi"), ("assistant", "  \n\t"))}),
      "empty assistant reply"),
     ("system_late", json.dumps({"id": "b", "messages": _msgs(("user", "hi"), ("system", "x"), ("assistant", "y"))}),
@@ -315,8 +316,6 @@ def test_second_build_is_cached_and_a_changed_file_is_rebuilt(built, capsys, mon
 
 
 def test_behaviour_sets_are_mixed_in_and_not_drowned(built):
-    if align_data.behaviour_conversations is None:
-        pytest.skip("foresight.align.prompts has not landed yet")
     out, _ = built
     manifest = json.loads((out / "manifest.json").read_text())
     behaviour = {"steerability", "refusal", "over_refusal"}
