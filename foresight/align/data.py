@@ -773,12 +773,12 @@ def build(root: Path | None = None, *, force: bool = False, progress: bool = Tru
     say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
     root = Path(root) if root else default_root()
     out = align_data_dir(root)
+    if not 0 < scale <= 10:
+        raise ForesightError(f"scale must be in (0, 10], not {scale}")
     request = {"format_version": FORMAT_VERSION, "seed": seed, "scale": scale, "generator": _generator_digest()}
     if not force and _cached(out, request, say):
         say(f"{out} is up to date (delete it, or pass force, to rebuild)")
         return out
-    if not 0 < scale <= 10:
-        raise ForesightError(f"scale must be in (0, 10], not {scale}")
 
     t_start = time.time()
     cache = root / "cache"
