@@ -3,6 +3,7 @@
     loglikelihood(context, continuation) -> (sum of log p(continuation tokens | context), whether greedy)
     loglikelihood_rolling(text)           -> (sum of log p over every token of text, token count)
     generate_until(context, stop, ...)    -> completion text
+    generate_chat(prompt ids, ...)        -> the reply to a conversation rendered with the model's chat template
 
 Tokenization follows lm-evaluation-harness's rules, so that both score the same tokens: trailing whitespace of a
 context moves to the start of its continuation; the continuation's tokens are those of encode(context +
@@ -65,6 +66,22 @@ class GenerateUntil:
 
     def key(self) -> str:
         return request_key("generate_until", asdict(self))
+
+
+@dataclass(frozen=True)
+class GenerateChat:
+    """A reply to a conversation: `prompt` is its token ids as the model's chat template renders it (`chat_prompt`),
+    so the cache key is the exact prompt the model sees. Generation ends at the tokenizer's end-of-turn tokens, a
+    stop string or max_new_tokens."""
+    prompt: tuple[int, ...]
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0  # with temperature > 0: the sample's random stream (the same for every prompt of a batch)
+    stop: tuple[str, ...] = ()
+
+    def key(self) -> str:
+        return request_key("generate_chat", asdict(self))
 
 
 # ----- the forward pass, scoring only what is asked ------------------------------------------------------------------
@@ -213,7 +230,7 @@ class EvalModel:
 
     def __init__(self, spec: str, device: str = "cpu", dtype: str = "float32", use_cache: bool = True,
                  batch_tokens: int | None = None, max_rows: int = 64, generate_rows: int = 8, min_prefix: int = 32,
-                 quantize: str | None = None):
+                 quantize: str | None = None, chat_rows: int | None = None):
         import difflib
 
         from foresight.weights.load import BUILTIN_MODELS, resolve
@@ -234,6 +251,8 @@ class EvalModel:
         # questions scored ~1.4x faster with 1,024 than with 4,096 (2-core machine, docs/eval.md); a GPU wants more.
         self.batch_tokens = batch_tokens or (1024 if str(device).startswith("cpu") else 16384)
         self.max_rows, self.generate_rows = max_rows, generate_rows
+        # Rows the serving engine decodes at once for chat replies (docs/behaviour-evals.md: measured on 2 cores).
+        self.chat_rows = chat_rows or 64
         self.min_prefix = min_prefix  # the shortest shared prefix worth computing once (see score_token_requests)
         self.stats = {"cached": 0, "computed": 0}
 
@@ -397,5 +416,62 @@ class EvalModel:
                                     temperature=temperature, top_p=top_p, seed=seed)
                 on_done(batch, [c.text for c in out])
 
+    # ----- generate_chat ---------------------------------------------------------------------------------------------
+
+    def chat_prompt(self, messages: list[dict]) -> list[int]:
+        """The token ids of `messages` (system/user turns) plus the assistant's turn opening, rendered by the
+        model's own chat template: the tokenizer's apply_chat_template, the one `foresight sample --chat`,
+        `foresight chat` and the server use. A model without a template raises NoChatTemplate."""
+        self.require_chat_template()
+        return self.tokenizer.apply_chat_template(messages)
+
+    def require_chat_template(self) -> None:
+        from foresight.weights.load import NO_TEMPLATE
+
+        if not self.tokenizer.chat_template:
+            raise NoChatTemplate(f"model {self.spec} {NO_TEMPLATE.removeprefix('this model ')}")
+
+    def generate_chat(self, requests: list[GenerateChat], progress=None) -> list[str]:
+        return self._run(requests, self._generate_chat, progress)
+
+    def _generate_chat(self, requests: list[GenerateChat], on_done) -> None:
+        """Replies from the serving engine's continuous batching (foresight.serve.engine): up to chat_rows sequences
+        decode together, and a finished one's row goes to the next prompt at once. Greedy replies are the tokens
+        `foresight sample --temperature 0` gives up to float rounding (a batched matmul sums in another order)."""
+        from foresight.serve.engine import Engine, SamplingParams
+
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            room = self.max_len - len(r.prompt)
+            if room < 1:
+                raise ForesightError(f"a chat prompt of {len(r.prompt)} tokens leaves no room for a reply in the "
+                                     f"model's context ({self.max_len})")
+            params = SamplingParams(max_tokens=min(r.max_new_tokens, room), temperature=r.temperature,
+                                    top_p=r.top_p, seed=r.seed if r.temperature > 0 else None, stop=r.stop)
+            groups.setdefault(params, []).append(i)
+        engine = Engine(self.loaded.model, self.tokenizer, max_batch=self.chat_rows,
+                        max_queue=max(len(requests), 1)).start()
+        try:
+            for params, indices in groups.items():
+                indices.sort(key=lambda i: -len(requests[i].prompt))
+                # In chunks, so that finished replies reach the cache (and the progress bar) as the run goes; a
+                # chunk of several batches keeps the engine's rows full for most of it.
+                chunk = 8 * self.chat_rows
+                for b in range(0, len(indices), chunk):
+                    part = indices[b: b + chunk]
+                    outputs = engine.generate([list(requests[i].prompt) for i in part], params)
+                    texts = []
+                    for outs in outputs:
+                        if outs and outs[-1].finish_reason == "error":
+                            raise ForesightError(f"generation failed: {outs[-1].error}")
+                        texts.append("".join(o.text for o in outs))
+                    on_done(part, texts)
+        finally:
+            engine.stop()
+
     def close(self) -> None:
         self.cache.close()
+
+
+class NoChatTemplate(ForesightError):
+    """A chat task was asked of a model that has no chat template."""

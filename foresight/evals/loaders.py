@@ -175,6 +175,36 @@ def _validation_documents(dataset: Path) -> list[dict]:
     return items
 
 
+def _align_prompts(kind: str, split: str) -> list[dict]:
+    """One of foresight.align.prompts' prompt sets (written in this repository: nothing to download), with the
+    split checked first. The behaviour evals read the held-out split, which no training step sees."""
+    from foresight.align import prompts
+
+    if split not in ("train", "heldout"):
+        raise ForesightError(f"split must be 'train' or 'heldout', not {split!r}")
+    items = [dict(it) for it in getattr(prompts, f"{kind}_prompts")(split)]
+    if not items:
+        raise ForesightError(f"foresight.align.prompts.{kind}_prompts({split!r}) returned no prompts")
+    return items
+
+
+def load_steerability(cache: Path, split: str = "heldout") -> list[dict]:
+    """Steerability prompts: a system message that sets a rule checked by code (`rule`, a dict parse_rule reads;
+    `kind`, the rule's kind) and a user message (`user`)."""
+    return _align_prompts("steerability", split)
+
+
+def load_refusal(cache: Path, split: str = "heldout") -> list[dict]:
+    """Disallowed requests (`user`), by `category`: the model should refuse them."""
+    return _align_prompts("refusal", split)
+
+
+def load_over_refusal(cache: Path, split: str = "heldout") -> list[dict]:
+    """Allowed requests that look risky (`user`, by `category`; "how do I kill a Python process"): the model should
+    answer them."""
+    return _align_prompts("over_refusal", split)
+
+
 LOADERS = {
     "mmlu": load_mmlu,
     "truthfulqa_mc": load_truthfulqa_mc,
@@ -182,6 +212,9 @@ LOADERS = {
     "hindsight_neglect": load_hindsight_neglect,
     "humaneval": load_humaneval,
     "text": load_text,
+    "steerability": load_steerability,
+    "refusal": load_refusal,
+    "over_refusal": load_over_refusal,
 }
 
 

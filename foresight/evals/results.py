@@ -1,14 +1,17 @@
 """results.json: what `foresight eval` writes, prints and compares.
 
     {"model": {"spec", "identity"}, "created", "settings": {...},
-     "tasks": {NAME: {"task", "request", "shots", "n", "metrics": {...}, "groups": {GROUP: {...}},
-                      "items": [per-item records], "calibration": {...}, "seconds", ...}},
+     "tasks": {NAME: {"task", "request", "shots", "n", "description", "better": {METRIC: "higher" | "lower"},
+                      "metrics": {...}, "groups": {GROUP: {...}}, "items": [per-item records],
+                      "calibration": {...}, "seconds", ...}},
      "files": {"calibration_mmlu": "calibration_mmlu.png"}}
 
 Per-item records carry the item id, a hash of the exact prompt, the answer, the prediction, the log-likelihoods and
 probabilities of every choice (multiple choice), the completions (generation) or the log-likelihood, tokens and
-bytes (bits per byte), and whether it was right. A reliability diagram is written next to results.json for every
-task with calibration.
+bytes (bits per byte), and whether it was right. Chat tasks record the conversation ("messages"), the prompt as the
+model's chat template rendered it ("prompt"), the replies ("completions"), the scorer's verdicts ("passed": obeys
+the rule, or is a refusal), which replies were empty, and the refusal judge's labels ("labels"). A reliability
+diagram is written next to results.json for every task with calibration.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from pathlib import Path
 from foresight.errors import ForesightError
 
 # The metric each task is summarised by in tables (the first of these its summary has).
-HEADLINE = ("acc", "bits_per_byte", "pass@1", "exact_match")
+HEADLINE = ("acc", "bits_per_byte", "pass@1", "exact_match", "compliance", "refusal_rate")
+COUNTS = ("bytes", "tokens", "empty_replies")  # whole numbers, shown as they are, never compared as rates
 
 
 def write_results(results: dict, out: Path) -> Path:
@@ -60,11 +64,22 @@ def read_results(path: Path) -> dict:
 def _fmt(value, pct: bool) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return f"{value * 100:.2f}" if pct else f"{value:.4f}"
 
 
 def _is_pct(metric: str) -> bool:
-    return metric.startswith(("acc", "pass@", "exact_match", "ece"))
+    return metric.startswith(("acc", "pass@", "exact_match", "ece", "compliance", "refusal_rate"))
+
+
+def _label(task: dict, metric: str) -> str:
+    """The metric's name in a table: "(%)" for rates, and "lower is better" where the task says so (an
+    over-refusal rate, say); results without a "better" table (older files) show the name alone."""
+    notes = ["%"] if _is_pct(metric) else []
+    if task.get("better", {}).get(metric) == "lower":
+        notes.append("lower is better")
+    return metric + (f" ({', '.join(notes)})" if notes else "")
 
 
 def summary_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
@@ -77,7 +92,7 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             err = task["metrics"].get(f"{metric}_stderr")
             pct = _is_pct(metric)
             shown = _fmt(value, pct) + (f" ± {_fmt(err, pct)}" if err is not None else "")
-            rows.append((name, str(task["shots"]), str(task["n"]), metric + (" (%)" if pct else ""), shown))
+            rows.append((name, str(task["shots"]), str(task["n"]), _label(task, metric), shown))
     return rows
 
 
@@ -101,9 +116,12 @@ def compare(a: dict, b: dict) -> str:
                        and m not in ("bytes", "tokens")]:
             va, vb = ta["metrics"][metric], tb["metrics"][metric]
             pct = _is_pct(metric)
-            delta = f"{(vb - va) * 100:+.2f}" if pct else f"{vb - va:+.4f}"
+            if metric in COUNTS:
+                delta = f"{vb - va:+d}" if isinstance(va, int) and isinstance(vb, int) else f"{vb - va:+.4f}"
+            else:
+                delta = f"{(vb - va) * 100:+.2f}" if pct else f"{vb - va:+.4f}"
             notes = [f"{key} {ta[key]} vs {tb[key]}" for key in ("n", "shots") if ta[key] != tb[key]]
-            rows.append((name, metric + (" (%)" if pct else ""), _fmt(va, pct), _fmt(vb, pct),
+            rows.append((name, _label(tb, metric), _fmt(va, pct), _fmt(vb, pct),
                          delta + (f"  ({', '.join(notes)})" if notes else "")))
     only = sorted(set(a["tasks"]) ^ set(b["tasks"]))
     text = _table(("task", "metric", "A", "B", "B - A"), rows) if rows else "no task in common"

@@ -1,6 +1,9 @@
 """Scorer hooks for generate_until tasks: `fn(item, completions) -> list[bool]`, one verdict per sample.
 
-A generated answer needs task-specific judging that a spec cannot express: comparing text, or running code.
+A generated answer needs task-specific judging that a spec cannot express: comparing text, running code, checking
+a steerability rule, or asking the refusal judge. A scorer may also have a `LABELS` entry, `fn(item, completions)
+-> list[str]`, whose finer labels go into each item's record (the refusal judge's "refusal" / "compliance" /
+"empty").
 """
 
 from __future__ import annotations
@@ -44,7 +47,36 @@ def _compiles(program: str) -> bool:
     return True
 
 
+def steerability(item: dict, completions: list[str]) -> list[bool]:
+    """Whether each reply obeys the item's `rule` (a dict `foresight.align.rules.parse_rule` reads), checked by the
+    rule's own code; an empty reply obeys no rule."""
+    from foresight.align.rules import parse_rule
+
+    rule = parse_rule(item["rule"], f"item {item.get('id')!r}")
+    return [rule.check(c) for c in completions]
+
+
+def refusal(item: dict, completions: list[str]) -> list[bool]:
+    """Whether the rule-based refusal judge (foresight.align.judge) reads each reply as a refusal. An empty reply is
+    not one (the task counts empty replies apart)."""
+    from foresight.align.judge import is_refusal
+
+    return [is_refusal(c) for c in completions]
+
+
+def refusal_labels(item: dict, completions: list[str]) -> list[str]:
+    from foresight.align.judge import classify
+
+    return [classify(c) for c in completions]
+
+
 SCORERS = {
     "exact_match": exact_match,
     "humaneval": humaneval,
+    "steerability": steerability,
+    "refusal": refusal,
+}
+
+LABELS = {
+    "refusal": refusal_labels,
 }

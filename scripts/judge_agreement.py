@@ -1,0 +1,195 @@
+"""The refusal judge (foresight.align.judge) against hand labels of real model replies.
+
+    python scripts/judge_agreement.py [LABELS.jsonl]       confusion matrix, accuracy, precision/recall, disagreements
+    python scripts/judge_agreement.py generate OUT.jsonl   the replies that were labelled (see below), unlabelled
+
+LABELS (default tests/data/refusal_judge_labels.jsonl) holds one JSON object per line: "id", "source" (refusal,
+over_refusal or steerability), "split", "category", "system" (or null), "prompt" (the user's message), "reply",
+"label" (the hand label: "refusal", "not_refusal" or "empty"), "model" and "generation" (temperature, seed,
+max_new_tokens). The labels were written by reading each reply, before the judge was run on any of them
+(docs/behaviour-evals.md says how, and what counts as a refusal).
+
+`generate` asks SmolLM2-135M-Instruct (or --model) the prompts SAMPLE lists (refusal and over-refusal prompts of both
+splits, and avoid_topic steerability prompts) through the same chat template and serving engine as the behaviour
+evals, greedily or at temperature 0.7 with a seed, at most 96 new tokens; replies are cached like the evals'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LABELS = ROOT / "tests" / "data" / "refusal_judge_labels.jsonl"
+HAND = ("refusal", "not_refusal", "empty")
+JUDGE = {"refusal": "refusal", "compliance": "not_refusal", "empty": "empty"}
+# What was asked, and how: (source, split, every n-th prompt of the set, temperature, seed, filter). Greedy replies to
+# every held-out refusal and over-refusal prompt are exactly the behaviour evals' replies (the same requests: the
+# answer cache shares them); sampled replies to a spread of the training prompts add variety. SmolLM2 rarely refuses,
+# so the last four passes enrich the sample in refusals, choosing prompts by category or phrasing only (never by
+# the reply or the judge): the held-out categories and phrasings whose greedy replies were hand-labelled refusals
+# most often (harassment_hate, privacy and self_harm requests; over-refusal questions phrased "I really want to ...
+# Any advice?", "Give me some advice on ...", "Can/Could you tell me ..."), sampled twice.
+ENRICH_REFUSAL = {"category": ("harassment_hate", "privacy", "self_harm")}
+ENRICH_OVER = {"prefix": ("I really want to", "Give me some advice", "Can you tell me", "Could you tell me")}
+SAMPLE = [
+    ("refusal", "heldout", 1, 0.0, 0, None),
+    ("over_refusal", "heldout", 1, 0.0, 0, None),
+    ("refusal", "train", 4, 0.7, 1, None),
+    ("over_refusal", "train", 8, 0.7, 1, None),
+    ("steerability", "train", 5, 0.7, 1, None),
+    ("refusal", "heldout", 1, 0.7, 1, ENRICH_REFUSAL),
+    ("over_refusal", "heldout", 1, 0.7, 1, ENRICH_OVER),
+    ("refusal", "heldout", 1, 0.7, 2, ENRICH_REFUSAL),
+    ("over_refusal", "heldout", 1, 0.7, 2, ENRICH_OVER),
+]
+MAX_NEW_TOKENS = 96
+FIELDS = ("id", "source", "split", "category", "prompt", "reply", "label", "model", "generation")
+
+
+def read_labels(path: Path) -> list[dict]:
+    """The labelled rows, each checked: every field present, a known label, unique ids."""
+    rows, seen = [], set()
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{n}: not JSON ({e})")
+        missing = [f for f in FIELDS if f not in row]
+        if missing:
+            raise SystemExit(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+        if row["label"] not in HAND:
+            raise SystemExit(f"{path}:{n}: label {row['label']!r} is not one of {', '.join(HAND)}")
+        if row["id"] in seen:
+            raise SystemExit(f"{path}:{n}: id {row['id']!r} appears twice")
+        seen.add(row["id"])
+        rows.append(row)
+    return rows
+
+
+def agreement(rows: list[dict]) -> dict:
+    """The judge's verdict on every reply against its hand label: a 3x3 confusion matrix (hand label x judge),
+    accuracy over all rows, precision and recall of "refusal", and the rows where the two differ."""
+    from foresight.align.judge import classify
+
+    matrix = {h: {j: 0 for j in HAND} for h in HAND}
+    disagreements = []
+    for row in rows:
+        judged = JUDGE[classify(row["reply"])]
+        matrix[row["label"]][judged] += 1
+        if judged != row["label"]:
+            disagreements.append({**row, "judge": judged})
+    tp = matrix["refusal"]["refusal"]
+    said_refusal = sum(matrix[h]["refusal"] for h in HAND)
+    is_refusal = sum(matrix["refusal"].values())
+    n = len(rows)
+    return {"n": n, "matrix": matrix, "accuracy": sum(matrix[h][h] for h in HAND) / n if n else float("nan"),
+            "precision": tp / said_refusal if said_refusal else float("nan"),
+            "recall": tp / is_refusal if is_refusal else float("nan"),
+            "labels": {h: sum(matrix[h].values()) for h in HAND}, "disagreements": disagreements}
+
+
+def report(result: dict, rows: list[dict]) -> str:
+    lines = [f"{result['n']} hand-labelled replies: " + ", ".join(f"{v} {k}" for k, v in result["labels"].items())]
+    by = {}
+    for row in rows:
+        key = f"{row['source']}/{row['split']}"
+        by.setdefault(key, [0, 0])
+        by[key][0] += 1
+        by[key][1] += row["label"] == "refusal"
+    lines.append("by set: " + ", ".join(f"{k} {n} ({r} refusals)" for k, (n, r) in sorted(by.items())))
+    lines += ["", "confusion matrix (rows: hand label, columns: judge)",
+              f"{'':>12}" + "".join(f"{j:>12}" for j in HAND)]
+    for h in HAND:
+        lines.append(f"{h:>12}" + "".join(f"{result['matrix'][h][j]:>12}" for j in HAND))
+    lines += ["", f"accuracy {result['accuracy']:.4f} ({result['n'] - len(result['disagreements'])}/{result['n']})",
+              f"refusal: precision {result['precision']:.4f}, recall {result['recall']:.4f}", "",
+              f"disagreements ({len(result['disagreements'])}):"]
+    for d in result["disagreements"]:
+        reply = " ".join(d["reply"].split())
+        lines.append(f"- {d['id']}: hand {d['label']}, judge {d['judge']}; prompt {d['prompt']!r}\n"
+                     f"    reply {reply[:300]!r}{'...' if len(reply) > 300 else ''}")
+    return "\n".join(lines)
+
+
+# ----- generating the replies that were labelled ------------------------------------------------------------------
+
+
+def prompt_rows(source: str, split: str) -> list[dict]:
+    """The prompts of one set: refusal, over_refusal, or the avoid_topic prompts of steerability."""
+    from foresight.align import prompts
+
+    items = getattr(prompts, f"{source}_prompts")(split)
+    if source == "steerability":
+        items = [it for it in items if it["kind"] == "avoid_topic"]
+    return [{"source": source, "split": split, "item": it["id"],
+             "category": it.get("category", it.get("kind")), "system": it.get("system"), "prompt": it["user"]}
+            for it in items]
+
+
+def _selected(row: dict, where: dict | None) -> bool:
+    if where is None:
+        return True
+    if "category" in where:
+        return row["category"] in where["category"]
+    return row["prompt"].startswith(where["prefix"])
+
+
+def generate(out: Path, model_spec: str) -> None:
+    from foresight.evals.lm import EvalModel, GenerateChat
+
+    lm = EvalModel(model_spec)
+    written = 0
+    try:
+        with open(out, "w") as f:
+            for source, split, every, temperature, seed, where in SAMPLE:
+                rows = [r for r in prompt_rows(source, split)[::every] if _selected(r, where)]
+                prompts = [lm.chat_prompt(([{"role": "system", "content": r["system"]}] if r["system"] else [])
+                                          + [{"role": "user", "content": r["prompt"]}]) for r in rows]
+                replies = lm.generate_chat([GenerateChat(tuple(p), MAX_NEW_TOKENS, temperature, 1.0, seed)
+                                            for p in prompts])
+                tag = "greedy" if temperature == 0 else f"t{temperature}-s{seed}"
+                for r, reply in zip(rows, replies):
+                    f.write(json.dumps({
+                        "id": f"{r['item']}@{tag}", "source": source, "split": split, "category": r["category"],
+                        "system": r["system"], "prompt": r["prompt"], "reply": reply, "model": model_spec,
+                        "generation": {"temperature": temperature, "top_p": 1.0, "seed": seed if temperature else None,
+                                       "max_new_tokens": MAX_NEW_TOKENS, "chat_template": "the model's own",
+                                       "engine": "foresight.serve.engine (EvalModel.generate_chat)"}},
+                        ensure_ascii=False) + "\n")
+                written += len(rows)
+                print(f"{source}/{split} {tag}: {len(rows)} replies", file=sys.stderr)
+    finally:
+        lm.close()
+    print(f"wrote {written} replies to {out}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "generate":
+        p = argparse.ArgumentParser(prog="judge_agreement.py generate")
+        p.add_argument("out", type=Path)
+        p.add_argument("--model", default="smollm2-135m-instruct")
+        args = p.parse_args(argv[1:])
+        generate(args.out, args.model)
+        return 0
+    p = argparse.ArgumentParser(description="the refusal judge against hand labels")
+    p.add_argument("labels", type=Path, nargs="?", default=DEFAULT_LABELS)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = p.parse_args(argv)
+    rows = read_labels(args.labels)
+    result = agreement(rows)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "disagreements"}, indent=1))
+    else:
+        print(report(result, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
