@@ -253,6 +253,7 @@ RANGES: dict[str, dict[str, Range]] = {
     # foresight.align.config: post-training's data and length settings.
     "AlignDataConfig": {
         "max_examples": _at_least(0, 10**9, "0 = every example"),
+        "max_per_source": _at_least(0, 10**9, "0 = no cap"),
         "max_heldout": _at_least(0, 10**9, "0 = every held-out example"),
     },
     "SFTOptions": {

@@ -31,6 +31,10 @@ class AlignDataConfig:
     heldout: str = ""
     # Use at most this many training examples (a seeded sample); 0 means all.
     max_examples: int = 0
+    # At most this many training examples from each source (a seeded sample per source; 0 means no cap), except
+    # the sources listed in uncapped_sources: e.g. keep every behaviour demonstration, cap the corpus-derived ones.
+    max_per_source: int = 0
+    uncapped_sources: list[str] = field(default_factory=list)
     # Held-out examples scored at each evaluation; 0 means all.
     max_heldout: int = 256
     # Where `foresight align data` wrote its files; "" means $FORESIGHT_DATA or ./data.

@@ -151,7 +151,7 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
     train_path, heldout_path = align_run.data_files(cfg.data, "pairs")
     loaded = align_run.load_base(cfg.base, device)
     max_len = min(t.seq_len, loaded.model.cfg.max_seq_len)
-    records = align_run.sample(read_pairs(train_path), cfg.data.max_examples, t.seed)
+    records = align_run.select(read_pairs(train_path), cfg.data, t.seed)
     pairs, too_long = tokenize_pairs(loaded.tokenizer, records, max_len)
     if not pairs:
         raise ForesightError(f"{train_path}: no pair fits in train.seq_len = {t.seq_len} tokens")

@@ -81,6 +81,21 @@ def sample(records: list, limit: int, seed: int) -> list:
     return [records[i] for i in keep]
 
 
+def select(records: list, data_cfg, seed: int) -> list:
+    """The training records a config asks for: each source capped at data.max_per_source (except
+    data.uncapped_sources), then at most data.max_examples in all; seeded samples kept in file order."""
+    if data_cfg.max_per_source:
+        by_source: dict[str, list[int]] = {}
+        for i, r in enumerate(records):
+            by_source.setdefault(r.get("source", ""), []).append(i)
+        keep = []
+        for k, (source, indices) in enumerate(sorted(by_source.items())):
+            cap = 0 if source in data_cfg.uncapped_sources else data_cfg.max_per_source
+            keep += sample(indices, cap, seed + k)
+        records = [records[i] for i in sorted(keep)]
+    return sample(records, data_cfg.max_examples, seed)
+
+
 def export_model(loaded: LoadedModel, out: Path) -> Path:
     """Write the trained weights as RUN/model (replacing an earlier export of the same run)."""
     from foresight.weights.export import write_hf_folder

@@ -195,7 +195,7 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
     if t.seq_len + 1 > loaded.model.cfg.max_seq_len:
         raise ForesightError(f"train.seq_len ({t.seq_len}) must be below the model's context "
                              f"({loaded.model.cfg.max_seq_len})")
-    records = align_run.sample(read_conversations(train_path), cfg.data.max_examples, t.seed)
+    records = align_run.select(read_conversations(train_path), cfg.data, t.seed)
     examples, too_long = tokenize(loaded.tokenizer, records, t.seq_len + 1, str(train_path))
     if not examples:
         raise ForesightError(f"{train_path}: no conversation fits in train.seq_len + 1 = {t.seq_len + 1} tokens")
@@ -251,7 +251,6 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
         "tokens_per_second": result.tokens_per_second,
         "train_seconds": result.train_seconds,
         "wall_seconds": result.wall_seconds,
-        "setup_seconds": result.wall_seconds - result.train_seconds if not resume else None,
         "data": {"train": str(train_path), "heldout": str(heldout_path) if heldout_path else None},
         "model": str(out / align_run.MODEL_DIR),
     }
