@@ -112,6 +112,24 @@ def test_packed_rows_compute_exactly_what_each_conversation_computes_alone(tmp_p
     assert trained == sum(sum(ex.trained[1:]) for ex in examples)
 
 
+def test_reward_model_gives_the_same_rewards_on_packed_and_padded_sides(tmp_path):
+    from foresight.align.rm import Pair, RewardModel, pair_batch
+    from foresight.align.run import load_base
+
+    loaded = load_base(str(_tiny_base(tmp_path)), torch.device("cpu"))
+    torch.manual_seed(0)
+    model = RewardModel(loaded.model).eval()
+    g = torch.Generator().manual_seed(1)
+    pairs = [Pair(torch.randint(1, 200, (n,), generator=g).tolist(), torch.randint(1, 200, (m,), generator=g).tolist(),
+                  "x") for n, m in [(5, 30), (17, 9), (40, 12), (3, 3), (25, 26)]]
+    packed, padded = pair_batch(pairs, 64), pair_batch(pairs)
+    assert len(packed.tokens) < len(padded.tokens)  # sides share rows
+    with torch.no_grad():
+        assert torch.allclose(model(packed), model(padded), atol=1e-5, rtol=0)
+        # The row length is only a floor: a side longer than it gets a row of its own length.
+        assert torch.allclose(model(pair_batch(pairs, 8)), model(padded), atol=1e-5, rtol=0)
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)

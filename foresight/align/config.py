@@ -57,6 +57,9 @@ class RMOptions:
     steps: int = 0
     # Bradley-Terry with a margin: loss = -log sigmoid(r_chosen - r_rejected - margin).
     margin: float = 0.0
+    # Pack the chosen and rejected sides of a micro-batch into rows of train.seq_len tokens (each attends only to
+    # itself): no padding computed. false: one right-padded row per side.
+    pack: bool = True
     # Pairs whose longer side exceeds train.seq_len tokens are left out (counted in the summary).
 
 

@@ -5,8 +5,10 @@ with the model's chat template (prompt + reply + end-of-turn) and the reward is 
 hidden state of its last token. The loss is -log sigmoid(r_chosen - r_rejected - margin) (InstructGPT's, with
 Llama 2's optional margin); accuracy is the fraction of pairs with r_chosen > r_rejected, reported per source.
 
-Both sides of a micro-batch go through the model as one right-padded batch: with causal attention a row's last real
-token never sees the padding after it, so no mask is needed.
+In training, the chosen and rejected sides of a micro-batch are packed into rows of train.seq_len tokens (first fit,
+longest first; each side keeps its own positions and attends only to itself), so no padding is computed; held-out
+scoring batches pairs of similar length as right-padded rows, where a row's last real token never sees the padding
+after it, so no mask is needed. `[rm] pack = false` trains on padded rows too.
 
 The run directory holds model/ (the language model body and its tokenizer, as SFT's runs do) and reward_head.json
 (the head's weights, its bias and the base model); `load_reward_model(RUN)` reads both back, and
@@ -28,6 +30,7 @@ from torch import nn
 
 from foresight.align import run as align_run
 from foresight.align.config import RMConfig
+from foresight.align.packing import document_mask, first_fit
 from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
 from foresight.train.distributed import DistInfo, init_distributed, shutdown
@@ -54,11 +57,31 @@ class RewardModel(nn.Module):
         return groups + [{"name": "reward_head", "params": list(self.head.parameters()), "lr_mult": 1.0,
                           "weight_decay": 0.0}]
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Rewards [B] for right-padded token rows [B, T] whose real lengths are `lengths` [B]."""
-        hidden = self.lm.hidden_states(tokens)
-        last = hidden[torch.arange(len(tokens), device=tokens.device), lengths - 1]
+    def forward(self, sides: "Sides") -> torch.Tensor:
+        """One reward per sequence of `sides`, in their order."""
+        if sides.documents is None:
+            hidden = self.lm.hidden_states(sides.tokens)
+        else:
+            hidden = self.lm.hidden_states(sides.tokens, positions=sides.positions,
+                                           attn_mask=document_mask(sides.documents))
+        last = hidden[sides.last_row, sides.last_col]
         return self.head(last.float() if self.head.weight.dtype == torch.float32 else last).squeeze(-1)
+
+
+@dataclass
+class Sides:
+    """Token sequences laid out in rows [R, T], and where each sequence's last token is (last_row[i], last_col[i]).
+    Padded rows hold one sequence each and need no mask (documents None); packed rows carry each position's
+    sequence number (-1 = padding) and position within it."""
+    tokens: torch.Tensor
+    last_row: torch.Tensor
+    last_col: torch.Tensor
+    positions: torch.Tensor | None = None
+    documents: torch.Tensor | None = None
+
+    def to(self, device) -> "Sides":
+        return Sides(*(None if t is None else t.to(device, non_blocking=True)
+                       for t in (self.tokens, self.last_row, self.last_col, self.positions, self.documents)))
 
 
 @dataclass
@@ -82,18 +105,41 @@ def tokenize_pairs(tokenizer, records: list[dict], max_len: int) -> tuple[list[P
     return pairs, too_long
 
 
-def pad_rows(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded rows (padding id 0) and their lengths."""
+def pad_rows(seqs: list[list[int]]) -> Sides:
+    """One right-padded row per sequence (padding id 0)."""
     longest = max(len(s) for s in seqs)
     tokens = torch.zeros(len(seqs), longest, dtype=torch.long)
     for i, s in enumerate(seqs):
         tokens[i, :len(s)] = torch.tensor(s)
-    return tokens, torch.tensor([len(s) for s in seqs])
+    return Sides(tokens, torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs]))
 
 
-def pair_batch(pairs: list[Pair]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Chosen sides first, then rejected, in one padded batch."""
-    return pad_rows([p.chosen for p in pairs] + [p.rejected for p in pairs])
+def pack_rows(seqs: list[list[int]], row_len: int) -> Sides:
+    """The sequences packed into rows of max(row_len, longest) tokens, first fit, longest first."""
+    lengths = [len(s) for s in seqs]
+    row_len = max(row_len, max(lengths))
+    bins = first_fit(lengths, row_len, sorted(range(len(seqs)), key=lambda i: -lengths[i]))
+    tokens = torch.zeros(len(bins), row_len, dtype=torch.long)
+    positions = torch.zeros(len(bins), row_len, dtype=torch.long)
+    documents = torch.full((len(bins), row_len), -1, dtype=torch.long)
+    last_row = torch.zeros(len(seqs), dtype=torch.long)
+    last_col = torch.zeros(len(seqs), dtype=torch.long)
+    for r, members in enumerate(bins):
+        at = 0
+        for i in members:
+            n = lengths[i]
+            tokens[r, at:at + n] = torch.tensor(seqs[i])
+            positions[r, at:at + n] = torch.arange(n)
+            documents[r, at:at + n] = i
+            last_row[i], last_col[i] = r, at + n - 1
+            at += n
+    return Sides(tokens, last_row, last_col, positions, documents)
+
+
+def pair_batch(pairs: list[Pair], row_len: int = 0) -> Sides:
+    """Chosen sides first, then rejected: packed into rows of row_len tokens, or one padded row each if 0."""
+    seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    return pack_rows(seqs, row_len) if row_len else pad_rows(seqs)
 
 
 def bradley_terry(rewards: torch.Tensor, margin: float, reduction: str = "mean") -> torch.Tensor:
@@ -111,9 +157,8 @@ def pair_rewards(model: RewardModel, pairs: list[Pair], micro: int, device, auto
     order = sorted(range(len(pairs)), key=lambda i: max(len(pairs[i].chosen), len(pairs[i].rejected)))
     for b in range(0, len(order), micro):
         idx = order[b:b + micro]
-        tokens, lengths = pair_batch([pairs[i] for i in idx])
         with autocast:
-            r = model(tokens.to(device), lengths.to(device)).float().cpu().numpy()
+            r = model(pair_batch([pairs[i] for i in idx]).to(device)).float().cpu().numpy()
         out[idx, 0], out[idx, 1] = r[:len(idx)], r[len(idx):]
     model.train(was_training)
     return out
@@ -182,11 +227,10 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
         for k in range(first, first + micro):
             epoch, index = divmod(k, len(pairs))
             picked.append(pairs[np.random.default_rng([t.seed, epoch]).permutation(len(pairs))[index]])
-        tokens, lengths = pair_batch(picked)
-        return tokens.to(device), lengths.to(device)
+        return pair_batch(picked, t.seq_len if cfg.rm.pack else 0).to(device)
 
-    def loss(forward, inputs) -> torch.Tensor:
-        return bradley_terry(forward(*inputs), cfg.rm.margin)
+    def loss(forward, sides: Sides) -> torch.Tensor:
+        return bradley_terry(forward(sides), cfg.rm.margin)
 
     def evaluate() -> dict:
         # Every process scores every held-out pair (a few hundred forwards): the same figures everywhere.
@@ -256,5 +300,4 @@ def load_reward_model(run: str | Path, device="cpu") -> tuple[RewardModel, objec
 def score(model: RewardModel, tokenizer, prompt: list[dict], responses: list[str], device="cpu") -> list[float]:
     from foresight.align.tokens import reply_tokens
 
-    tokens, lengths = pad_rows([reply_tokens(tokenizer, prompt, r) for r in responses])
-    return model(tokens.to(device), lengths.to(device)).tolist()
+    return model(pad_rows([reply_tokens(tokenizer, prompt, r) for r in responses]).to(device)).tolist()

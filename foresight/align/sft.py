@@ -25,6 +25,7 @@ from torch import nn
 
 from foresight.align import run as align_run
 from foresight.align.config import SFTConfig
+from foresight.align.packing import document_mask, first_fit
 from foresight.errors import ForesightError
 from foresight.train.distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
 from foresight.train.loop import train_loop
@@ -68,14 +69,7 @@ class Rows:
                                                                  self.documents)))
 
     def attention_mask(self) -> torch.Tensor:
-        """[B, 1, T, T] boolean: a position sees the earlier positions of its own conversation (padding sees
-        itself, so no row of the mask is empty)."""
-        d = self.documents
-        T = d.shape[1]
-        same = d[:, :, None] == d[:, None, :]
-        causal = torch.ones(T, T, dtype=torch.bool, device=d.device).tril()
-        pad_self = torch.eye(T, dtype=torch.bool, device=d.device) & (d < 0)[:, :, None]
-        return ((same & causal & (d >= 0)[:, :, None]) | pad_self).unsqueeze(1)
+        return document_mask(self.documents)
 
 
 def _row(parts: list[Example], length: int) -> tuple[np.ndarray, ...]:
@@ -100,18 +94,8 @@ def pack(examples: list[Example], seq_len: int, seed: int, packed: bool = True) 
     order = np.random.default_rng(seed).permutation(len(examples))
     if not packed:
         return [_row([examples[i]], seq_len) for i in order]
-    bins: list[list[Example]] = []
-    room: list[int] = []
-    for i in order:
-        n = len(examples[i].ids) - 1
-        slot = next((b for b, free in enumerate(room) if free >= n), None)
-        if slot is None:
-            bins.append([])
-            room.append(seq_len)
-            slot = len(bins) - 1
-        bins[slot].append(examples[i])
-        room[slot] -= n
-    return [_row(b, seq_len) for b in bins]
+    bins = first_fit([len(ex.ids) - 1 for ex in examples], seq_len, order)
+    return [_row([examples[i] for i in b], seq_len) for b in bins]
 
 
 def stack(rows: list[tuple[np.ndarray, ...]]) -> Rows:
