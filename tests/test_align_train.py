@@ -163,6 +163,14 @@ def test_tiny_sft_learns_resumes_exactly_and_exports_a_loadable_model(tmp_path):
     assert full["final_heldout_loss"] < 0.8 * first["train_loss"]  # it learned to count
     tuned = load_model(str(tmp_path / "full"))
     assert tuned.kind == "tuned" and tuned.name == "full" and tuned.chat_template
+    # The eval harness takes the run as a MODEL: its answers are keyed on the exported files, and its config.toml
+    # (an SFT config) is not read as a pre-training run's.
+    from foresight.evals.cache import model_files
+    from foresight.evals.commands import _run_validation_text
+
+    kind, files = model_files(str(tmp_path / "full"))
+    assert kind == "tuned" and tmp_path / "full" / "model" / "model.safetensors" in files
+    assert _run_validation_text(str(tmp_path / "full")) is None
 
     # Interrupted after step 6 (later checkpoints lost), then resumed: the same final weights.
     cut = tmp_path / "cut"

@@ -46,7 +46,8 @@ def model_files(spec: str) -> tuple[str, list[Path]]:
         return kind, [builtin_gguf_path(spec)]
     if kind == "gguf":
         return kind, [path]
-    if kind == "hf":
+    if kind in ("hf", "tuned"):
+        path = path / "model" if kind == "tuned" else path
         names = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "generation_config.json", "chat_template.jinja", "model.safetensors.index.json"]
         files = [path / n for n in names if (path / n).is_file()] + sorted(path.glob("*.safetensors"))

@@ -85,10 +85,10 @@ def _list() -> int:
 
 def _run_validation_text(model: str) -> str | None:
     """For a training run: its own corpus (whose validation split it never trained on), if it is prepared."""
-    from foresight.weights.load import is_run_dir
+    from foresight.weights.load import resolve
 
-    path = Path(model)
-    if not (path.is_dir() and is_run_dir(path)):
+    kind, path = resolve(model)
+    if kind != "run":  # a post-training run's config.toml is an SFT/RM config, and its base has its own corpus
         return None
     from foresight.config import load_config
     from foresight.data.prepare import resolve_data_dir
