@@ -296,9 +296,9 @@ def main() -> None:
     print(f"  per step, TRL's time / ours (the same batch on both sides): median {statistics.median(paired):.3f}, "
           f"range {min(paired):.2f}-{max(paired):.2f}")
     real, computed = theirs["tokens"][timed], theirs["computed"][timed]
-    print(f"  a step reads {statistics.mean(real):.0f} tokens on average, right-padded to "
-          f"{statistics.mean(computed):.0f} "
-          f"positions ({100 * sum(real) / sum(computed):.0f}% filled; the same padding on both sides)")
+    print(f"  a step reads {statistics.mean(real):.0f} tokens on average; TRL right-pads them to "
+          f"{statistics.mean(computed):.0f} positions ({100 * sum(real) / sum(computed):.0f}% filled), ours packs "
+          f"both sides into rows of {args.seq} ([rm] pack)")
     print(f"  TRL's held-out scoring took {theirs['scoring_seconds']:.1f} s (not timed on either side)")
     print_ratio(rates["ours"] / rates["TRL"])
 
