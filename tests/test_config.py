@@ -108,11 +108,16 @@ def test_every_numeric_key_has_a_range_holding_its_default():
 def test_shipped_configs_are_in_range():
     from pathlib import Path
 
+    from foresight.align.config import RMConfig, SFTConfig
     from foresight.scaling.ladder import load_forecast_config
 
     for path in sorted(Path("configs").glob("*.toml")):
         if path.name.startswith("forecast"):
             load_forecast_config(path)
+        elif path.name.startswith("align-sft"):
+            load_config(path, SFTConfig)
+        elif path.name.startswith("align-rm"):
+            load_config(path, RMConfig)
         else:
             load_config(path)
 
