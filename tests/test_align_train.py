@@ -130,6 +130,18 @@ def test_reward_model_gives_the_same_rewards_on_packed_and_padded_sides(tmp_path
         assert torch.allclose(model(pair_batch(pairs, 8)), model(padded), atol=1e-5, rtol=0)
 
 
+def test_select_caps_each_source_except_the_uncapped_and_names_an_unknown_one():
+    from foresight.align.config import AlignDataConfig
+    from foresight.align.run import select
+
+    records = [{"id": f"{s}{i}", "source": s} for s in ("wiki", "rules") for i in range(10)]
+    kept = select(records, AlignDataConfig(max_per_source=3, uncapped_sources=["rules"]), seed=0)
+    assert sum(r["source"] == "wiki" for r in kept) == 3 and sum(r["source"] == "rules" for r in kept) == 10
+    assert kept == [r for r in records if r in kept]  # file order kept
+    with pytest.raises(ForesightError, match=r"data.uncapped_sources: .*rule\b.*the sources are rules, wiki"):
+        select(records, AlignDataConfig(max_per_source=3, uncapped_sources=["rule"]), seed=0)
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)

@@ -88,6 +88,10 @@ def select(records: list, data_cfg, seed: int) -> list:
         by_source: dict[str, list[int]] = {}
         for i, r in enumerate(records):
             by_source.setdefault(r.get("source", ""), []).append(i)
+        unknown = sorted(set(data_cfg.uncapped_sources) - set(by_source))
+        if unknown:  # a misspelt source would otherwise be capped without a word
+            raise ForesightError(f"data.uncapped_sources: no training example has source {', '.join(unknown)} "
+                                 f"(the sources are {', '.join(sorted(by_source))})")
         keep = []
         for k, (source, indices) in enumerate(sorted(by_source.items())):
             cap = 0 if source in data_cfg.uncapped_sources else data_cfg.max_per_source
