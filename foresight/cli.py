@@ -31,6 +31,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "foresight.scaling.pipeline_commands": ("ladder", "forecast"),
     "foresight.evals.commands": ("eval",),
     "foresight.align.commands": ("align",),
+    "foresight.vlm.commands": ("vlm",),
 }
 
 

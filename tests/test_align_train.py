@@ -142,6 +142,27 @@ def test_select_caps_each_source_except_the_uncapped_and_names_an_unknown_one():
         select(records, AlignDataConfig(max_per_source=3, uncapped_sources=["rule"]), seed=0)
 
 
+def test_select_repeats_the_named_sources_after_the_caps_and_config_checks_the_counts():
+    from foresight.align.config import AlignDataConfig, SFTConfig
+    from foresight.align.run import select
+    from foresight.config import config_from_dict
+
+    records = [{"id": f"{s}{i}", "source": s} for s in ("wiki", "rules") for i in range(10)]
+    kept = select(records, AlignDataConfig(max_per_source=3, repeat={"wiki": 3}), seed=0)
+    wiki = [r["id"] for r in kept if r["source"] == "wiki"]
+    assert len(wiki) == 9 and len(set(wiki)) == 3 and sum(r["source"] == "rules" for r in kept) == 3
+    with pytest.raises(ForesightError, match=r"data.repeat: .*wik\b.*the sources are rules, wiki"):
+        select(records, AlignDataConfig(repeat={"wik": 2}), seed=0)
+    cfg = config_from_dict(SFTConfig, {"data": {"repeat": {"over_refusal": 3}}})
+    assert cfg.data.repeat == {"over_refusal": 3}
+    with pytest.raises(ForesightError, match=r"\[data\] repeat.over_refusal must be at least 1, not 0"):
+        config_from_dict(SFTConfig, {"data": {"repeat": {"over_refusal": 0}}})
+    with pytest.raises(ForesightError, match=r"data.repeat.over_refusal must be int, not '2'"):
+        config_from_dict(SFTConfig, {"data": {"repeat": {"over_refusal": "2"}}})
+    with pytest.raises(ForesightError, match=r"data.repeat must be a table"):
+        config_from_dict(SFTConfig, {"data": {"repeat": 2}})
+
+
 def _write_jsonl(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return str(path)

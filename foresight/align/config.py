@@ -35,10 +35,18 @@ class AlignDataConfig:
     # the sources listed in uncapped_sources: e.g. keep every behaviour demonstration, cap the corpus-derived ones.
     max_per_source: int = 0
     uncapped_sources: list[str] = field(default_factory=list)
+    # Each kept training example of these sources appears this many times per epoch (after the caps): upweights a
+    # small set, e.g. repeat = { over_refusal = 3 } for three helpful answers to risky-looking requests per pass.
+    repeat: dict[str, int] = field(default_factory=dict)
     # Held-out examples scored at each evaluation; 0 means all.
     max_heldout: int = 256
     # Where `foresight align data` wrote its files; "" means $FORESIGHT_DATA or ./data.
     root: str = ""
+
+    def __post_init__(self) -> None:
+        for source, times in self.repeat.items():
+            if times < 1:
+                raise ValueError(f"repeat.{source} must be at least 1, not {times}")
 
 
 @dataclass

@@ -81,23 +81,31 @@ def sample(records: list, limit: int, seed: int) -> list:
     return [records[i] for i in keep]
 
 
+def _check_sources(key: str, named, sources: set) -> None:
+    unknown = sorted(set(named) - sources)
+    if unknown:  # a misspelt source would otherwise be capped (or not repeated) without a word
+        raise ForesightError(f"data.{key}: no training example has source {', '.join(unknown)} "
+                             f"(the sources are {', '.join(sorted(sources))})")
+
+
 def select(records: list, data_cfg, seed: int) -> list:
     """The training records a config asks for: each source capped at data.max_per_source (except
-    data.uncapped_sources), then at most data.max_examples in all; seeded samples kept in file order."""
+    data.uncapped_sources), then at most data.max_examples in all (seeded samples kept in file order), then each
+    record of a source in data.repeat that many times in a row (packing shuffles them apart)."""
+    sources = {r.get("source", "") for r in records}
+    _check_sources("uncapped_sources", data_cfg.uncapped_sources, sources)
+    _check_sources("repeat", data_cfg.repeat, sources)
     if data_cfg.max_per_source:
         by_source: dict[str, list[int]] = {}
         for i, r in enumerate(records):
             by_source.setdefault(r.get("source", ""), []).append(i)
-        unknown = sorted(set(data_cfg.uncapped_sources) - set(by_source))
-        if unknown:  # a misspelt source would otherwise be capped without a word
-            raise ForesightError(f"data.uncapped_sources: no training example has source {', '.join(unknown)} "
-                                 f"(the sources are {', '.join(sorted(by_source))})")
         keep = []
         for k, (source, indices) in enumerate(sorted(by_source.items())):
             cap = 0 if source in data_cfg.uncapped_sources else data_cfg.max_per_source
             keep += sample(indices, cap, seed + k)
         records = [records[i] for i in sorted(keep)]
-    return sample(records, data_cfg.max_examples, seed)
+    records = sample(records, data_cfg.max_examples, seed)
+    return [r for r in records for _ in range(data_cfg.repeat.get(r.get("source", ""), 1))]
 
 
 def export_model(loaded: LoadedModel, out: Path) -> Path:

@@ -114,6 +114,7 @@ class Generation:
         stop_token_ids: Sequence[int] = (),
         min_new_tokens: int = 0,
         seed: int | torch.Generator | None = None,
+        images: torch.Tensor | None = None,
     ):
         check_sampling(temperature, top_k, top_p)
         prompts = [list(p) for p in prompts]
@@ -150,6 +151,10 @@ class Generation:
         self._active = list(range(len(prompts)))  # original row of each row still in the batch
         self._last: torch.Tensor | None = None  # the tokens sampled at the previous step, fed at the next
         self._prompts = prompts  # until the first step
+        # A vision-language model reads `images` at its placeholder tokens in the prompts (the prefill only: the
+        # image is in the KV cache after it) and must never sample a placeholder itself.
+        self._images = images
+        self._banned = getattr(model, "image_token_id", None)
         # The last generated token is never fed back, hence the - 1.
         total = longest + max(max_new_tokens - 1, 0)
         with torch.inference_mode():
@@ -179,12 +184,12 @@ class Generation:
         width = max(lengths)
         device = cache.lengths.device
         ids = torch.tensor([p + [0] * (width - len(p)) for p in prompts], device=device)
-        hidden = model.hidden_states(ids, cache=cache)
+        hidden = model.hidden_states(ids, cache=cache, **({} if self._images is None else {"images": self._images}))
         last = torch.tensor(lengths, device=device) - 1
         # Only these positions go through the output head; the others were needed only for their keys and values.
         logits = model.logits(hidden[torch.arange(len(prompts), device=device), last])
         cache.set_lengths(lengths)  # the pad slots are past each row's length: hidden, then overwritten
-        self._prompts = None
+        self._prompts = self._images = None
         return logits
 
     def _next_logits(self) -> torch.Tensor:
@@ -203,6 +208,8 @@ class Generation:
             logits = self._next_logits().float()
             if len(self.tokens[self._active[0]]) < self.min_new_tokens and len(self._stop_ids):
                 logits[:, self._stop_ids] = float("-inf")  # all active rows have the same count so far
+            if self._banned is not None:
+                logits[:, self._banned] = float("-inf")
             chosen = sample_next_token(logits, self.temperature, self.top_k, self.top_p, self.generator)
             self._last = chosen
         new: list[int | None] = [None] * len(self.tokens)

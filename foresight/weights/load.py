@@ -73,6 +73,8 @@ class TextTokenizer(Protocol):
 
     def decode(self, ids: list[int]) -> str: ...
 
+    def chat_text(self, messages: list[dict], add_generation_prompt: bool = True) -> str: ...  # the rendered prompt
+
     def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]: ...
 
 
@@ -146,12 +148,14 @@ class HFTokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+    def chat_text(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         if not self.chat_template:
             raise ForesightError(NO_TEMPLATE)
-        text = render_chat(self.chat_template, messages, add_generation_prompt, **self.special_tokens)
+        return render_chat(self.chat_template, messages, add_generation_prompt, **self.special_tokens)
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
         # The template writes every special token itself (BOS included), so encode without adding any.
-        return self.encode(text)
+        return self.encode(self.chat_text(messages, add_generation_prompt))
 
     def save_pretrained(self, out: Path) -> None:
         """tokenizer.json, tokenizer_config.json and chat_template.jinja: what AutoTokenizer.from_pretrained reads."""
@@ -217,12 +221,15 @@ class RunTokenizer:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode([int(i) for i in ids])
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+    def chat_text(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
         if not self.chat_template:
             raise ForesightError(NO_TEMPLATE + " (fine-tuning a run writes one)")
         from foresight.data.tokenizer import EOS
 
-        return self.encode(render_chat(self.chat_template, messages, add_generation_prompt, eos_token=EOS))
+        return render_chat(self.chat_template, messages, add_generation_prompt, eos_token=EOS)
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+        return self.encode(self.chat_text(messages, add_generation_prompt))
 
 
 # ----- the loaded model ----------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Vision-language models: training on image-text data and held-out visual question answering."""

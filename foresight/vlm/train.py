@@ -1,0 +1,201 @@
+"""Image-text training on the shared loop: `foresight vlm train CONFIG --out RUN`.
+
+Each example is one scene (drawn when its batch is built, at the encoder's size) and one conversation about it,
+rendered by the language model's own chat template with the image's placeholder tokens in the user turn; the loss
+is the next-token cross-entropy on the assistant's tokens (`align/tokens.py` marks them), as in SFT. Rows are
+right-padded to the longest in their micro-batch (causal attention never reads the padding after a row's end).
+The examples of optimizer step s are a function of s alone (seeded per-epoch permutations), so --resume continues
+exactly.
+
+What trains depends on `vlm.stage`: the projector always; the language model in "instruct" and "all"; the encoder
+unless it is frozen (the pretrained EfficientNet always is).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from foresight.align import run as align_run
+from foresight.align.tokens import conversation_tokens
+from foresight.data import scenes
+from foresight.errors import ForesightError
+from foresight.model.chat_template import CHATML_TEMPLATE
+from foresight.model.vlm import ImagePromptTokenizer, VisionLanguageModel
+from foresight.train.distributed import DistInfo, init_distributed, shutdown
+from foresight.train.loop import train_loop
+from foresight.train.optim import build_optimizer
+from foresight.train.trainer import autocast_context, pick_device
+from foresight.vlm.config import VLMConfig
+from foresight.vlm.model_io import build_vlm, save_vlm
+
+IGNORE = -100
+STAGE_TASKS = {"caption": ("caption",), "instruct": ("qa",), "all": ("caption", "qa")}
+
+
+@dataclass
+class Example:
+    scene: int
+    ids: list[int]
+    trained: list[bool]
+
+
+@dataclass
+class Batch:
+    tokens: torch.Tensor  # [m, T]
+    targets: torch.Tensor  # [m, T], IGNORE where not trained
+    images: torch.Tensor  # [m, 3, S, S], one per row
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.tokens, self.targets, self.images)))
+
+
+def tokenize(tokenizer, items: list[scenes.SceneExample], max_len: int) -> tuple[list[Example], int]:
+    out, too_long = [], 0
+    for item in items:
+        ids, trained = conversation_tokens(tokenizer, item.messages, where=f"{item.split} scene {item.index}")
+        if len(ids) > max_len:
+            too_long += 1
+        else:
+            out.append(Example(item.index, ids, trained))
+    return out, too_long
+
+
+def image_tensor(images) -> torch.Tensor:
+    """PIL images (RGB, equal sizes) -> [n, 3, S, S] float in [0, 1]."""
+    arrays = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 255.0
+
+
+def make_batch(examples: list[Example], split: str, size: int, kinds: tuple[str, ...]) -> Batch:
+    width = max(len(ex.ids) for ex in examples) - 1
+    tokens = torch.zeros(len(examples), width, dtype=torch.long)
+    targets = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for r, ex in enumerate(examples):
+        n = len(ex.ids) - 1
+        tokens[r, :n] = torch.tensor(ex.ids[:-1])
+        targets[r, :n] = torch.tensor([t if keep else IGNORE for t, keep in zip(ex.ids[1:], ex.trained[1:])])
+    images = image_tensor([scenes.scene(split, ex.scene, size, kinds).image for ex in examples])
+    return Batch(tokens, targets, images)
+
+
+class ReplyLoss(nn.Module):
+    """Mean cross-entropy over the trained (assistant) positions; the output head runs on those only."""
+
+    def __init__(self, vlm: VisionLanguageModel):
+        super().__init__()
+        self.vlm = vlm
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        return self.vlm.param_groups(weight_decay)
+
+    def forward(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
+        hidden = self.vlm.hidden_states(batch.tokens, batch.images)
+        keep = batch.targets != IGNORE
+        return F.cross_entropy(self.vlm.logits(hidden[keep]).float(), batch.targets[keep], reduction=reduction)
+
+
+def train_vlm(cfg: VLMConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    out = Path(out)
+    info = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        return _train_vlm(cfg, out, resume, progress, info)
+    finally:
+        shutdown(info)
+
+
+def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
+    t = cfg.train
+    align_run.start_run(cfg, VLMConfig, out, resume, info)
+    device = pick_device(cfg, info)
+    align_run.cpu_threads(cfg, info, device)
+    autocast = autocast_context(cfg, device)
+    t0 = time.time()
+    kinds = tuple(cfg.data.kinds)
+    tasks = STAGE_TASKS[cfg.vlm.stage]
+    train_items = scenes.examples("train", cfg.data.train_scenes, kinds, tasks)
+    heldout_items = scenes.examples("heldout", cfg.data.heldout_scenes, kinds, tasks)
+
+    built = build_vlm(cfg, train_items, device)
+    vlm, tokenizer = built.vlm, built.tokenizer
+    if t.seq_len + 1 > vlm.cfg.max_seq_len:
+        raise ForesightError(f"train.seq_len ({t.seq_len}) must be below the language model's context "
+                             f"({vlm.cfg.max_seq_len})")
+    if cfg.vlm.stage == "caption":
+        vlm.lm.requires_grad_(False)  # stage 1: only the projector (and a trainable encoder) learns
+    examples, too_long = tokenize(tokenizer, train_items, t.seq_len + 1)
+    if not examples:
+        raise ForesightError(f"no conversation fits in train.seq_len + 1 = {t.seq_len + 1} tokens")
+    heldout, _ = tokenize(tokenizer, heldout_items, t.seq_len + 1)
+
+    per_process = t.batch_size // info.world_size
+    if t.batch_size % info.world_size:
+        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
+    micro = t.micro_batch_size or per_process
+    if per_process % micro:
+        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    steps = cfg.vlm.steps if cfg.vlm.steps > 0 else max(1, int(np.ceil(cfg.vlm.epochs * len(examples) / t.batch_size)))
+    trainable = sum(p.numel() for p in vlm.parameters() if p.requires_grad)
+    if info.is_main:
+        print(f"vlm {cfg.vlm.stage}: {len(examples):,} conversations about {cfg.data.train_scenes:,} scenes "
+              f"({too_long} too long), {vlm.tokens_per_image} image tokens each; {trainable:,} trainable "
+              f"parameters; {steps} steps of {t.batch_size}")
+
+    torch.manual_seed(t.seed)
+    loss_model = ReplyLoss(vlm)
+    optimizer = build_optimizer(loss_model, t)
+    size = cfg.vision.image_size
+
+    def pick(step: int, first: int, count: int) -> list[Example]:
+        picked = []
+        for k in range(step * t.batch_size + first, step * t.batch_size + first + count):
+            epoch, index = divmod(k, len(examples))
+            picked.append(examples[np.random.default_rng([t.seed, epoch]).permutation(len(examples))[index]])
+        return picked
+
+    def batch(step: int, m: int) -> Batch:
+        return make_batch(pick(step, info.rank * per_process + m * micro, micro), "train", size, kinds).to(device)
+
+    @torch.no_grad()
+    def evaluate() -> dict:
+        if not heldout:
+            return {}
+        was = loss_model.training
+        loss_model.eval()
+        total, count = 0.0, 0
+        for i in range(0, len(heldout), micro):
+            b = make_batch(heldout[i:i + micro], "heldout", size, kinds).to(device)
+            with autocast:
+                total += loss_model(b, reduction="sum").item()
+            count += int((b.targets != IGNORE).sum())
+        loss_model.train(was)
+        return {"val_loss": total / max(count, 1)}
+
+    result = train_loop(loss_model, optimizer, cfg=t, out=out, steps=steps, accum=per_process // micro,
+                        tokens_per_step=t.batch_size * t.seq_len, batch=batch, loss=lambda fwd, b: fwd(b),
+                        evaluate=evaluate, info=info, device=device, autocast=autocast, resume=resume,
+                        progress=progress)
+    summary = {"stage": cfg.vlm.stage, "base": cfg.base, "init": cfg.vlm.init or None, "steps": steps,
+               "conversations": len(examples), "left_out_too_long": too_long, "trainable_parameters": trainable,
+               "final_train_loss": result.train_loss, "final_heldout_loss": result.metrics.get("val_loss"),
+               "train_seconds": result.train_seconds, "wall_seconds": result.wall_seconds,
+               "model": str(out / align_run.MODEL_DIR)}
+    if info.is_main:
+        save_vlm(built, out)
+        if cfg.vlm.eval_questions and cfg.vlm.stage != "caption":
+            from foresight.vlm.vqa import evaluate_vqa
+
+            vlm.eval()
+            summary["vqa"] = evaluate_vqa(vlm, tokenizer, cfg.data.heldout_scenes, kinds, cfg.vlm.eval_questions)
+        align_run.write_summary(out, summary)
+        print(f"vlm: {time.time() - t0:.0f} s; wrote {out / align_run.MODEL_DIR}")
+        if "vqa" in summary:
+            print(json.dumps(summary["vqa"]["accuracy"], indent=1))
+    return summary
