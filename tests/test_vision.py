@@ -12,7 +12,7 @@ from foresight.model.generate import Generation
 from foresight.model.vision import VisionConfig
 from foresight.model.vlm import (IMAGE_MARKER, ImagePromptTokenizer, VisionLanguageModel, encode_with_images,
                                  flatten_content)
-from foresight.vlm.train import image_tensor
+from foresight.data.images import image_tensor
 
 
 def test_efficientnet_lite0_features_equal_the_reference_implementation():
@@ -142,3 +142,32 @@ def test_vlm_config_names_the_bad_key():
         config_from_dict(VLMConfig, {"vlm": {"stage": "instruct"}})
     with pytest.raises(ForesightError, match="vision.image_size must be 224 for efficientnet-lite0"):
         config_from_dict(VLMConfig, {"vision": {"encoder": "efficientnet-lite0", "image_size": 32}})
+
+
+def test_bad_images_are_refused_by_name(tmp_path):
+    from PIL import Image
+
+    from foresight.data.images import read_image
+
+    good = tmp_path / "scene.png"
+    scenes.scene("train", 0, 64).image.save(good)
+    assert read_image(good).size == (64, 64)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    tiff = tmp_path / "scan.tiff"
+    Image.new("RGB", (8, 8)).save(tiff)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 400 million pixels in a ~50 kB file
+    cases = {truncated: "the image cannot be decoded .*truncated", text: "not an image this reader accepts",
+             tiff: "not an image this reader accepts", bomb: "too many pixels to decode safely",
+             tmp_path / "missing.png": "image file not found", tmp_path: "is a directory"}
+    for path, message in cases.items():
+        with pytest.raises(ForesightError, match=f"^{path}: {message}"):
+            read_image(path)
+    with pytest.raises(ForesightError, match="^upload: empty"):
+        read_image(b"", where="upload")
+    rgba = tmp_path / "clear.png"
+    Image.new("RGBA", (4, 4), (255, 0, 0, 0)).save(rgba)
+    assert read_image(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent -> the white it is shown on

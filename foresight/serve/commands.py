@@ -72,6 +72,9 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", required=True, help="the text to continue (or, with --chat, the user's message)")
     p.add_argument("--chat", action="store_true", help="wrap the prompt as a user turn in the chat template")
     p.add_argument("--system", default=None, help="with --chat: a system message before the user turn")
+    p.add_argument("--image", default=None, metavar="PATH",
+                   help="an image for a vision-language model (`foresight vlm train`) to read before the prompt "
+                        "(implies --chat: the image and the prompt are one user turn)")
     _add_sampling_options(p, max_tokens=256)
     p.set_defaults(func=_sample)
 
@@ -81,6 +84,8 @@ def _sample(args: argparse.Namespace) -> int:
     from foresight.weights.load import load_model
 
     sampling = _sampling(args)
+    if args.image is not None:
+        return _sample_image(args, sampling)
     if args.system is not None and not args.chat:
         raise ForesightError("--system needs --chat (a plain prompt has no roles)")
     loaded = load_model(args.model, quantize=args.quantize)
@@ -93,6 +98,29 @@ def _sample(args: argparse.Namespace) -> int:
         prompt = encode_prompt(tok, args.prompt)
     max_new = _max_tokens(args, loaded.model.cfg.max_seq_len, len(prompt))
     for piece in stream_text(loaded.model, tok, prompt, max_new_tokens=max_new, **sampling):
+        _write(piece)
+    print()
+    return 0
+
+
+def _sample_image(args: argparse.Namespace, sampling: dict) -> int:
+    from foresight.data.images import image_tensor, read_image
+    from foresight.model.generate import stream_text
+    from foresight.vlm.model_io import is_vlm, load_vlm
+
+    image = read_image(args.image, where=f"--image {args.image}")  # before the model is loaded
+    if not is_vlm(args.model):
+        raise ForesightError(f"{args.model} is a text-only model: it cannot read --image (a model from "
+                             f"`foresight vlm train` can)")
+    if args.quantize:
+        raise ForesightError("--quantize is not supported with --image yet")
+    built = load_vlm(args.model)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "\n" + args.prompt}]}]
+    prompt = built.tokenizer.apply_chat_template(messages)
+    images = image_tensor([image], built.vlm.vision.image_size)
+    max_new = _max_tokens(args, built.vlm.cfg.max_seq_len, len(prompt))
+    for piece in stream_text(built.vlm, built.tokenizer, prompt, max_new_tokens=max_new, images=images, **sampling):
         _write(piece)
     print()
     return 0

@@ -26,6 +26,7 @@ from torch import nn
 from foresight.align import run as align_run
 from foresight.align.tokens import conversation_tokens
 from foresight.data import scenes
+from foresight.data.images import image_tensor
 from foresight.errors import ForesightError
 from foresight.model.chat_template import CHATML_TEMPLATE
 from foresight.model.vlm import ImagePromptTokenizer, VisionLanguageModel
@@ -66,12 +67,6 @@ def tokenize(tokenizer, items: list[scenes.SceneExample], max_len: int) -> tuple
         else:
             out.append(Example(item.index, ids, trained))
     return out, too_long
-
-
-def image_tensor(images) -> torch.Tensor:
-    """PIL images (RGB, equal sizes) -> [n, 3, S, S] float in [0, 1]."""
-    arrays = np.stack([np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images])
-    return torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 255.0
 
 
 def make_batch(examples: list[Example], split: str, size: int, kinds: tuple[str, ...]) -> Batch:

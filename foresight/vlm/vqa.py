@@ -17,7 +17,7 @@ import torch
 
 from foresight.data import scenes
 from foresight.model.generate import Generation
-from foresight.vlm.train import image_tensor
+from foresight.data.images import image_tensor
 
 MAX_REPLY_TOKENS = 8
 BATCH = 16

@@ -1,0 +1,112 @@
+"""Recipe (b) end to end: a vision-language model trained from scratch on scenes must answer from the image, far
+better than the same model with the image removed and than the majority answer; it saves, reloads and resumes."""
+
+import json
+
+import pytest
+import torch
+
+from foresight.config import config_from_dict
+from foresight.errors import ForesightError
+from foresight.vlm.config import VLMConfig
+
+TINY = {
+    "base": "scratch", "tokenizer": "bpe:400",
+    "model": {"d_model": 64, "n_layers": 2, "n_heads": 4, "max_seq_len": 160, "parametrization": "sp"},
+    "vision": {"encoder": "vit", "image_size": 32, "patch_size": 4, "d_model": 48, "n_layers": 1, "n_heads": 4},
+    "data": {"kinds": ["single"], "train_scenes": 2000, "heldout_scenes": 40},
+    "train": {"seq_len": 128, "batch_size": 16, "lr": 2e-3, "eval_every": 0, "log_every": 100,
+              "checkpoint_every": 200, "seed": 0},
+    "vlm": {"stage": "all", "steps": 400, "eval_questions": 120},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from foresight.vlm.train import train_vlm
+
+    out = tmp_path_factory.mktemp("vlm") / "run"
+    summary = train_vlm(config_from_dict(VLMConfig, TINY), out, progress=False)
+    return out, summary
+
+
+def test_a_tiny_vlm_trained_from_scratch_reads_colours_from_the_image(trained):
+    _, summary = trained
+    acc = summary["vqa"]["accuracy"]
+    # Six colours: from priors alone about 1 in 6 is right; with the image nearly all are.
+    assert acc["image"]["colour"] >= 0.8, acc
+    assert acc["image"]["colour"] >= acc["no_image"]["colour"] + 0.5, acc
+    assert acc["image"]["colour"] >= acc["majority"]["colour"] + 0.5, acc
+    assert summary["vqa"]["questions"]["colour"] == 40
+
+
+def test_the_saved_vlm_reloads_to_the_same_outputs_and_the_cli_scores_it(trained, capsys):
+    from foresight.cli import main
+    from foresight.data.scenes import examples
+    from foresight.vlm.model_io import load_vlm
+    from foresight.data.images import image_tensor
+
+    out, summary = trained
+    built = load_vlm(out)
+    item = examples("heldout", 1, ("single",), ("qa",))[0]
+    ids = built.tokenizer.apply_chat_template(item.messages[:1])
+    with torch.no_grad():
+        logits = built.vlm(torch.tensor([ids]), image_tensor([item.image(32)]))
+    assert logits.shape[-1] == built.vlm.cfg.vocab_size
+    assert main(["vlm", "eval", str(out), "--scenes", "40"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"]["image"]["colour"] == summary["vqa"]["accuracy"]["image"]["colour"]
+    with pytest.raises(ForesightError, match="is not a vision-language model"):
+        load_vlm(out / "checkpoints")
+
+
+def test_an_instruct_stage_needs_a_matching_caption_run(trained, tmp_path):
+    from foresight.vlm.train import train_vlm
+
+    out, _ = trained
+    cfg = config_from_dict(VLMConfig, {**TINY, "vision": {**TINY["vision"], "patch_size": 8},
+                                       "vlm": {"stage": "instruct", "init": str(out), "steps": 1}})
+    with pytest.raises(ForesightError, match="was trained with vision = .*copy its \\[vision\\] table"):
+        train_vlm(cfg, tmp_path / "stage2", progress=False)
+
+
+def test_an_interrupted_vlm_run_resumes_to_the_same_weights(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from foresight.vlm.train import train_vlm
+
+    short = {**TINY, "data": {**TINY["data"], "train_scenes": 64},
+             "train": {**TINY["train"], "checkpoint_every": 3}, "vlm": {"stage": "all", "steps": 6,
+                                                                        "eval_questions": 0}}
+    cfg = config_from_dict(VLMConfig, short)
+    train_vlm(cfg, tmp_path / "full", progress=False)
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", cut)
+    shutil.rmtree(cut / "checkpoints" / "step_00000006")
+    (cut / "checkpoints" / "latest").unlink(missing_ok=True)
+    shutil.rmtree(cut / "model")
+    train_vlm(cfg, cut, resume=True, progress=False)
+    for name in ("vision.safetensors", "model.safetensors"):
+        a, b = load_file(tmp_path / "full" / "model" / name), load_file(cut / "model" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_sample_reads_an_image_file_and_refuses_one_for_a_text_model(trained, tmp_path, capsys):
+    from foresight.cli import main
+    from foresight.data.scenes import ONE_WORD, examples
+
+    out, _ = trained
+    item = next(q for q in examples("heldout", 10, ("single",), ("qa",)) if q.task == "colour")
+    path = tmp_path / "scene.png"
+    item.image(96).save(path)  # not the model's size: resized on the way in
+    question = item.messages[0]["content"][-1]["text"].strip()
+    assert question.endswith(ONE_WORD)
+    assert main(["sample", str(out), "--image", str(path), "--prompt", question, "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.strip() == item.answer
+    assert main(["sample", "smollm2-135m-instruct", "--image", str(path), "--prompt", "hi"]) != 0
+    assert "is a text-only model: it cannot read --image" in capsys.readouterr().err
+    path.write_bytes(path.read_bytes()[:100])  # a truncated PNG
+    assert main(["sample", str(out), "--image", str(path), "--prompt", "hi"]) != 0
+    assert f"--image {path}: the image cannot be decoded" in capsys.readouterr().err
