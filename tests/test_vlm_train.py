@@ -110,3 +110,24 @@ def test_sample_reads_an_image_file_and_refuses_one_for_a_text_model(trained, tm
     path.write_bytes(path.read_bytes()[:100])  # a truncated PNG
     assert main(["sample", str(out), "--image", str(path), "--prompt", "hi"]) != 0
     assert f"--image {path}: the image cannot be decoded" in capsys.readouterr().err
+
+
+def test_chat_attaches_an_image_with_a_command_and_answers_from_it(trained, tmp_path, capsys, monkeypatch):
+    import io
+
+    from foresight.cli import main
+    from foresight.data.scenes import examples
+
+    out, _ = trained
+    colour = [q for q in examples("heldout", 12, ("single",), ("qa",)) if q.task == "colour"]
+    first, second = colour[0], next(q for q in colour if q.answer != colour[0].answer)
+    for name, item in (("a.png", first), ("b.png", second)):
+        item.image(32).save(tmp_path / name)
+    question = first.messages[0]["content"][-1]["text"].strip()
+    lines = [f"/image {tmp_path / 'a.png'}", question, f"/image {tmp_path / 'b.png'}", question,
+             f"/image {tmp_path / 'missing.png'}", "/exit"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n".join(lines) + "\n"))
+    assert main(["chat", str(out), "--temperature", "0"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == [first.answer, second.answer]  # each reply reads its own message's image
+    assert "missing.png: image file not found" in captured.err

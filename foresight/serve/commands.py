@@ -134,7 +134,8 @@ def _register_chat(sub: argparse._SubParsersAction) -> None:
         sub, "chat", "talk with a chat model in the terminal",
         "A multi-turn chat: each line read from standard input is a user message, and the reply "
         "streams as it is generated. The whole conversation is the context of every reply (the oldest "
-        "turns are dropped once it no longer fits). /exit or end of input (Ctrl-D) ends it. With --url, "
+        "turns are dropped once it no longer fits). /image PATH attaches an image to the next message (for a "
+        "model from `foresight vlm train`). /exit or end of input (Ctrl-D) ends it. With --url, "
         "the model is the one a `foresight serve` (or any OpenAI-compatible server) at URL serves, "
         "reached with the openai client as a user's code would; MODEL then picks among its models.",
         optional=True,
@@ -169,15 +170,20 @@ def _chat(args: argparse.Namespace) -> int:
         raise ForesightError("--api-key needs --url (a local model has no key)")
     if not args.model:
         raise ForesightError("give a MODEL to chat with, or --url of a server")
-    from foresight.weights.load import load_model
     from foresight.serve.chat import ChatSession
 
     sampling = _sampling(args)
-    loaded = load_model(args.model, quantize=args.quantize)
+    loaded = _chat_model(args)
     max_new = _max_tokens(args, loaded.model.cfg.max_seq_len)
     session = ChatSession(loaded, args.system, max_new_tokens=max_new, **sampling)
     for line in _user_lines(loaded.name):
         dropped = session.dropped_turns
+        if line.startswith("/image"):  # attach an image to the next message
+            try:
+                _attach(session, line[len("/image"):].strip(), loaded)
+            except ForesightError as e:
+                print(f"error: {e}", file=sys.stderr)
+            continue
         try:
             for piece in session.reply(line):
                 _write(piece)
@@ -189,6 +195,31 @@ def _chat(args: argparse.Namespace) -> int:
             print(f"(the conversation outgrew the {loaded.model.cfg.max_seq_len}-token context: the oldest "
                   f"{session.dropped_turns - dropped} messages were left out)", file=sys.stderr)
     return 0
+
+
+def _chat_model(args: argparse.Namespace):
+    """The model to chat with: a vision-language model (with its image-placeholder tokenizer) or a text one."""
+    from foresight.vlm.model_io import is_vlm, load_vlm
+    from foresight.weights.load import LoadedModel, load_model
+
+    if not is_vlm(args.model):
+        return load_model(args.model, quantize=args.quantize)
+    if args.quantize:
+        raise ForesightError("--quantize is not supported for a vision-language model yet")
+    built = load_vlm(args.model)
+    return LoadedModel(built.vlm, built.tokenizer, built.loaded.name, built.loaded.kind, built.loaded.source)
+
+
+def _attach(session, path: str, loaded) -> None:
+    from foresight.data.images import image_tensor, read_image
+
+    if not path:
+        raise ForesightError("/image needs a file: /image PATH")
+    if not session.reads_images:
+        raise ForesightError(f"{loaded.name} reads text only: /image needs a model from `foresight vlm train`")
+    image = read_image(path)
+    session.attach_image(image_tensor([image], loaded.model.vision.image_size)[0])
+    print(f"(image {path} attached to your next message)", file=sys.stderr)
 
 
 def _chat_remote(args: argparse.Namespace) -> int:
