@@ -17,7 +17,7 @@ compared, and the script stops on any difference.
 
 1. Loss check and matched throughput ("one conversation per row"): ours with `sft.pack = false`; TRL without
    packing (its default for this data: one conversation per row, padded to the batch's longest). TRL samples
-   sequentially from the conversations laid out in the order our `pack`/`StepRows` give them, so step s of both
+   sequentially from the conversations laid out in the order our `pack`/`step_order` give them, so step s of both
    trains the same B conversations. Both runs take K steps; their losses (mean cross-entropy over the batch's
    assistant tokens) are printed side by side with their largest difference; goal <= 1e-3. Ours pads every row to
    seq_len here, TRL to the batch's longest conversation.
@@ -227,18 +227,19 @@ def ours_as_trl(example) -> tuple[list[int], list[int]]:
 
 
 def our_order(examples: list, args, packed: bool, steps: int) -> list:
-    """The rows our run trains on, step by step (pack and StepRows, as train_sft calls them)."""
-    from foresight.align.sft import StepRows, pack
+    """The rows our run trains on, step by step (pack and step_order, as train_sft calls them)."""
+    from foresight.align.run import step_order
+    from foresight.align.sft import pack, stack
 
     rows = pack(examples, args.seq, args.seed, packed)
-    source = StepRows(rows, args.seed)
-    return [source.take(s, args.batch, 0, args.batch) for s in range(steps)], rows
+    return [stack([rows[i] for i in step_order(len(rows), args.seed, s, args.batch, 0, args.batch)])
+            for s in range(steps)], rows
 
 
 def conversation_order(n: int, args) -> list[int]:
     """Which conversation each unpacked row of our run holds, in the order the steps take them (epoch 0)."""
     order = np.random.default_rng(args.seed).permutation(n)  # pack(..., packed=False)
-    perm = np.random.default_rng([args.seed, 0]).permutation(n)  # StepRows, epoch 0
+    perm = np.random.default_rng([args.seed, 0]).permutation(n)  # step_order, epoch 0
     return [int(order[p]) for p in perm]
 
 

@@ -110,6 +110,7 @@ def test_shipped_configs_are_in_range():
 
     from foresight.align.config import RMConfig, SFTConfig
     from foresight.scaling.ladder import load_forecast_config
+    from foresight.vlm.config import VLMConfig
 
     for path in sorted(Path("configs").glob("*.toml")):
         if path.name.startswith("forecast"):
@@ -118,6 +119,8 @@ def test_shipped_configs_are_in_range():
             load_config(path, SFTConfig)
         elif path.name.startswith("align-rm"):
             load_config(path, RMConfig)
+        elif path.name.startswith("vlm-"):
+            load_config(path, VLMConfig)
         else:
             load_config(path)
 

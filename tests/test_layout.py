@@ -16,7 +16,7 @@ LEVELS = [
     {"config"},
     {"train"},
     {"weights"},
-    {"evals", "serve", "align"},
+    {"evals", "serve", "align", "vlm"},
     {"scaling"},
     {"cli", "__main__"},
 ]

@@ -71,7 +71,7 @@ class RMOptions:
     # Pairs whose longer side exceeds train.seq_len tokens are left out (counted in the summary).
 
 
-def _no_token_budget(train: TrainConfig, section: str) -> None:
+def no_token_budget(train: TrainConfig, section: str) -> None:
     for key in ("tokens", "flops", "tokens_per_param"):
         if getattr(train, key):
             raise ValueError(f"train.{key} is for pre-training; set {section}.epochs or {section}.steps instead")
@@ -87,7 +87,7 @@ class SFTConfig:
     sft: SFTOptions = field(default_factory=SFTOptions)
 
     def __post_init__(self) -> None:
-        _no_token_budget(self.train, "sft")
+        no_token_budget(self.train, "sft")
         if not self.base.strip():
             raise ValueError("base is empty: name the model to fine-tune (e.g. smollm2-135m-instruct or a run "
                              "directory)")
@@ -103,6 +103,6 @@ class RMConfig:
     rm: RMOptions = field(default_factory=RMOptions)
 
     def __post_init__(self) -> None:
-        _no_token_budget(self.train, "rm")
+        no_token_budget(self.train, "rm")
         if not self.base.strip():
             raise ValueError("base is empty: name the model to start the reward model from")

@@ -33,7 +33,7 @@ from foresight.align.config import RMConfig
 from foresight.align.packing import document_mask, first_fit
 from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
-from foresight.train.distributed import DistInfo, init_distributed, shutdown
+from foresight.train.distributed import DistInfo
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 from foresight.train.trainer import autocast_context, pick_device
@@ -175,12 +175,7 @@ def accuracy_by_source(pairs: list[Pair], rewards: np.ndarray) -> dict:
 
 
 def train_rm(cfg: RMConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    out = Path(out)
-    info = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
-    try:
-        return _train_rm(cfg, out, resume, progress, info)
-    finally:
-        shutdown(info)
+    return align_run.run_with_processes(cfg, _train_rm, out, resume, progress)
 
 
 def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
@@ -205,12 +200,7 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
         held = align_run.sample(read_pairs(heldout_path), cfg.data.max_heldout, t.seed)
         heldout, _ = tokenize_pairs(loaded.tokenizer, held, max_len)
 
-    if t.batch_size % info.world_size:
-        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
-    per_process = t.batch_size // info.world_size
-    micro = t.micro_batch_size or per_process
-    if per_process % micro:
-        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    per_process, micro = align_run.micro_batches(t, info)
     steps = cfg.rm.steps if cfg.rm.steps > 0 else max(1, math.ceil(cfg.rm.epochs * len(pairs) / t.batch_size))
     if info.is_main:
         print(f"rm: {len(pairs)} pairs ({too_long} longer than {max_len} tokens left out), {len(heldout)} held out; "
@@ -222,12 +212,9 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
     mean_len = float(np.mean([len(p.chosen) + len(p.rejected) for p in pairs]))
 
     def batch(step: int, m: int):
-        picked = []
-        first = step * t.batch_size + info.rank * per_process + m * micro
-        for k in range(first, first + micro):
-            epoch, index = divmod(k, len(pairs))
-            picked.append(pairs[np.random.default_rng([t.seed, epoch]).permutation(len(pairs))[index]])
-        return pair_batch(picked, t.seq_len if cfg.rm.pack else 0).to(device)
+        order = align_run.step_order(len(pairs), t.seed, step, t.batch_size, info.rank * per_process + m * micro,
+                                     micro)
+        return pair_batch([pairs[i] for i in order], t.seq_len if cfg.rm.pack else 0).to(device)
 
     def loss(forward, sides: Sides) -> torch.Tensor:
         return bradley_terry(forward(sides), cfg.rm.margin)

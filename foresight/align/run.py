@@ -126,3 +126,38 @@ def write_summary(out: Path, summary: dict) -> None:
 def cpu_threads(cfg, info: DistInfo, device: torch.device) -> None:
     if device.type == "cpu":
         torch.set_num_threads(cfg.train.threads or max(1, (os.cpu_count() or 1) // info.local_world_size))
+
+
+def run_with_processes(cfg, body, out: Path, resume: bool, progress: bool):
+    """Call body(cfg, out, resume, progress, info) inside this process's share of a torchrun job (or alone)."""
+    from foresight.train.distributed import init_distributed, shutdown
+
+    info = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        return body(cfg, Path(out), resume, progress, info)
+    finally:
+        shutdown(info)
+
+
+def micro_batches(train_cfg, info: DistInfo) -> tuple[int, int]:
+    """(examples per process per step, examples per micro-batch), or a ForesightError naming the key that does not
+    divide."""
+    t = train_cfg
+    if t.batch_size % info.world_size:
+        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
+    per_process = t.batch_size // info.world_size
+    micro = t.micro_batch_size or per_process
+    if per_process % micro:
+        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    return per_process, micro
+
+
+def step_order(n: int, seed: int, step: int, batch_size: int, first: int, count: int) -> list[int]:
+    """Indices (into n examples) of positions first .. first+count-1 of optimizer step `step`: the steps walk
+    through a concatenation of per-epoch seeded permutations, so a step's examples are a function of the step alone
+    (what makes --resume exact)."""
+    out = []
+    for k in range(step * batch_size + first, step * batch_size + first + count):
+        epoch, index = divmod(k, n)
+        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[index]))
+    return out

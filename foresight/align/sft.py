@@ -7,8 +7,8 @@ mask), so a packed row computes exactly what the conversations would alone, with
 The loss is the mean cross-entropy over the assistant tokens of a micro-batch, and the output head runs on those
 positions only (the others' logits would be thrown away).
 
-The rows of optimizer step s are a function of s alone (each epoch is a seeded permutation of the packed rows), so
---resume continues exactly, as pre-training does.
+The rows of optimizer step s are a function of s alone (`align_run.step_order`: each epoch a seeded permutation
+of the packed rows), so --resume continues exactly, as pre-training does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from foresight.align import run as align_run
 from foresight.align.config import SFTConfig
 from foresight.align.packing import document_mask, first_fit
 from foresight.errors import ForesightError
-from foresight.train.distributed import DistInfo, all_reduce_sum, init_distributed, shutdown
+from foresight.train.distributed import DistInfo, all_reduce_sum
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 from foresight.train.trainer import autocast_context, pick_device
@@ -124,21 +124,6 @@ def steps_for(n_rows: int, batch_size: int, epochs: float, steps: int) -> int:
     return steps if steps > 0 else max(1, math.ceil(epochs * n_rows / batch_size))
 
 
-class StepRows:
-    """The rows of optimizer step s: rows s*B .. (s+1)*B of the concatenation of per-epoch seeded permutations."""
-
-    def __init__(self, rows: list, seed: int):
-        self.rows, self.seed = rows, seed
-
-    def take(self, step: int, batch_size: int, first: int, count: int) -> Rows:
-        picked = []
-        for k in range(step * batch_size + first, step * batch_size + first + count):
-            epoch, index = divmod(k, len(self.rows))
-            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))
-            picked.append(self.rows[perm[index]])
-        return stack(picked)
-
-
 @torch.no_grad()
 def heldout_loss(loss_model: AssistantLoss, rows: list, micro: int, device, info: DistInfo, autocast) -> float:
     """Mean cross-entropy (nats) over every assistant token of the held-out rows (sharded across processes)."""
@@ -156,12 +141,7 @@ def heldout_loss(loss_model: AssistantLoss, rows: list, micro: int, device, info
 
 
 def train_sft(cfg: SFTConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    out = Path(out)
-    info = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
-    try:
-        return _train_sft(cfg, out, resume, progress, info)
-    finally:
-        shutdown(info)
+    return align_run.run_with_processes(cfg, _train_sft, out, resume, progress)
 
 
 def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
@@ -190,12 +170,7 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
         held_examples, _ = tokenize(loaded.tokenizer, held, t.seq_len + 1, str(heldout_path))
         heldout_rows = pack(held_examples, t.seq_len, t.seed, cfg.sft.pack)
 
-    if t.batch_size % info.world_size:
-        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
-    per_process = t.batch_size // info.world_size
-    micro = t.micro_batch_size or per_process
-    if per_process % micro:
-        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    per_process, micro = align_run.micro_batches(t, info)
     steps = steps_for(len(rows), t.batch_size, cfg.sft.epochs, cfg.sft.steps)
     trained_tokens = sum(sum(ex.trained[1:]) for ex in examples)
     if info.is_main:
@@ -206,10 +181,9 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
     torch.manual_seed(t.seed)
     loss_model = AssistantLoss(loaded.model)
     optimizer = build_optimizer(loss_model, t)
-    source = StepRows(rows, t.seed)
-
     def batch(step: int, m: int) -> Rows:
-        return source.take(step, t.batch_size, info.rank * per_process + m * micro, micro).to(device)
+        order = align_run.step_order(len(rows), t.seed, step, t.batch_size, info.rank * per_process + m * micro, micro)
+        return stack([rows[i] for i in order]).to(device)
 
     def assistant_loss(forward, inputs: Rows) -> torch.Tensor:
         return forward(inputs)

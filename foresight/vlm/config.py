@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from foresight.align.config import no_token_budget
 from foresight.config import TrainConfig
 from foresight.data.scenes import KINDS
 from foresight.model.config import ModelConfig
@@ -75,9 +76,7 @@ class VLMConfig:
     vlm: VLMOptions = field(default_factory=VLMOptions)
 
     def __post_init__(self) -> None:
-        for key in ("tokens", "flops", "tokens_per_param"):
-            if getattr(self.train, key):
-                raise ValueError(f"train.{key} is for pre-training; set vlm.epochs or vlm.steps instead")
+        no_token_budget(self.train, "vlm")
         if not self.base.strip():
             raise ValueError("base is empty: name the language model (e.g. smollm2-135m-instruct) or 'scratch'")
         if self.vlm.stage == "instruct" and not self.vlm.init:

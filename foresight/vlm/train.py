@@ -4,7 +4,7 @@ Each example is one scene (drawn when its batch is built, at the encoder's size)
 rendered by the language model's own chat template with the image's placeholder tokens in the user turn; the loss
 is the next-token cross-entropy on the assistant's tokens (`align/tokens.py` marks them), as in SFT. Rows are
 right-padded to the longest in their micro-batch (causal attention never reads the padding after a row's end).
-The examples of optimizer step s are a function of s alone (seeded per-epoch permutations), so --resume continues
+The examples of optimizer step s are a function of s alone (`align_run.step_order`), so --resume continues
 exactly.
 
 What trains depends on `vlm.stage`: the projector always; the language model in "instruct" and "all"; the encoder
@@ -30,7 +30,7 @@ from foresight.data.images import image_tensor
 from foresight.errors import ForesightError
 from foresight.model.chat_template import CHATML_TEMPLATE
 from foresight.model.vlm import ImagePromptTokenizer, VisionLanguageModel
-from foresight.train.distributed import DistInfo, init_distributed, shutdown
+from foresight.train.distributed import DistInfo
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 from foresight.train.trainer import autocast_context, pick_device
@@ -98,12 +98,7 @@ class ReplyLoss(nn.Module):
 
 
 def train_vlm(cfg: VLMConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    out = Path(out)
-    info = init_distributed("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
-    try:
-        return _train_vlm(cfg, out, resume, progress, info)
-    finally:
-        shutdown(info)
+    return align_run.run_with_processes(cfg, _train_vlm, out, resume, progress)
 
 
 def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
@@ -130,12 +125,7 @@ def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: Di
         raise ForesightError(f"no conversation fits in train.seq_len + 1 = {t.seq_len + 1} tokens")
     heldout, _ = tokenize(tokenizer, heldout_items, t.seq_len + 1)
 
-    per_process = t.batch_size // info.world_size
-    if t.batch_size % info.world_size:
-        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
-    micro = t.micro_batch_size or per_process
-    if per_process % micro:
-        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    per_process, micro = align_run.micro_batches(t, info)
     steps = cfg.vlm.steps if cfg.vlm.steps > 0 else max(1, int(np.ceil(cfg.vlm.epochs * len(examples) / t.batch_size)))
     trainable = sum(p.numel() for p in vlm.parameters() if p.requires_grad)
     if info.is_main:
@@ -148,15 +138,10 @@ def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: Di
     optimizer = build_optimizer(loss_model, t)
     size = cfg.vision.image_size
 
-    def pick(step: int, first: int, count: int) -> list[Example]:
-        picked = []
-        for k in range(step * t.batch_size + first, step * t.batch_size + first + count):
-            epoch, index = divmod(k, len(examples))
-            picked.append(examples[np.random.default_rng([t.seed, epoch]).permutation(len(examples))[index]])
-        return picked
-
     def batch(step: int, m: int) -> Batch:
-        return make_batch(pick(step, info.rank * per_process + m * micro, micro), "train", size, kinds).to(device)
+        order = align_run.step_order(len(examples), t.seed, step, t.batch_size, info.rank * per_process + m * micro,
+                                     micro)
+        return make_batch([examples[i] for i in order], "train", size, kinds).to(device)
 
     @torch.no_grad()
     def evaluate() -> dict:
