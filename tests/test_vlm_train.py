@@ -131,3 +131,53 @@ def test_chat_attaches_an_image_with_a_command_and_answers_from_it(trained, tmp_
     captured = capsys.readouterr()
     assert captured.out.split() == [first.answer, second.answer]  # each reply reads its own message's image
     assert "missing.png: image file not found" in captured.err
+
+
+def test_the_server_answers_from_a_data_url_image_and_refuses_bad_ones(trained, tmp_path):
+    import base64
+    import io
+    import sys
+    from pathlib import Path
+
+    import httpx
+    import openai
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from serving import running_server
+
+    from foresight.data.scenes import examples
+
+    out, _ = trained
+    colour = [q for q in examples("heldout", 12, ("single",), ("qa",)) if q.task == "colour"][:3]
+
+    def data_url(item, cut: int = 0) -> str:
+        buffer = io.BytesIO()
+        item.image(64).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        return "data:image/png;base64," + base64.b64encode(data[:cut] if cut else data).decode()
+
+    def ask(client, item, url=None):
+        question = item.messages[0]["content"][-1]["text"].strip()
+        content = [{"type": "image_url", "image_url": {"url": url or data_url(item)}},
+                   {"type": "text", "text": "\n" + question}]
+        reply = client.chat.completions.create(model="vlm", messages=[{"role": "user", "content": content}],
+                                               temperature=0, max_tokens=8)
+        return reply.choices[0].message.content
+
+    with running_server("--model-id", "vlm", model=str(out)) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
+        assert [ask(client, item).strip() for item in colour] == [item.answer for item in colour]
+        bad = {"https://example.com/cat.png": ("image_url_not_fetched", "not fetched"),
+               "data:image/png;base64,@@@": (None, "not valid base64"),
+               data_url(colour[0], cut=120): (None, "the image cannot be decoded")}
+        for bad_url, (code, message) in bad.items():
+            with pytest.raises(openai.BadRequestError) as caught:
+                ask(client, colour[0], bad_url)
+            error = caught.value.body
+            assert error["param"].startswith("messages[0].content[0]") and message in error["message"], error
+            assert code is None or error["code"] == code
+        # Still serving, and text-only requests still work.
+        assert ask(client, colour[1]).strip() == colour[1].answer
+        text_only = httpx.post(url + "/v1/chat/completions", json={
+            "model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
+        assert text_only.status_code == 200

@@ -160,9 +160,11 @@ def build_app(state: ServerState) -> FastAPI:
         body = wire.parse_request(await request.body(), ChatCompletionRequest)
         engine = state.ready()
         _check_model(state, body.model)
-        wire.check_text(body)
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in body.messages]
+        reads_images = getattr(engine, "image_token_id", None) is not None
+        wire.check_text(body, reads_images)
+        messages, images = _chat_messages(state, body) if reads_images else \
+            ([{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages],
+             None)
         try:
             prompt = state.loaded.tokenizer.apply_chat_template(messages)
         except ForesightError as e:
@@ -171,7 +173,7 @@ def build_app(state: ServerState) -> FastAPI:
         if body.top_logprobs is not None and not body.logprobs:
             raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         max_tokens = body.max_completion_tokens or body.max_tokens
-        run = _Run(state, [prompt], body, max_tokens, logprobs, request)
+        run = _Run(state, [prompt], body, max_tokens, logprobs, request, images)
         if body.stream:
             return StreamingResponse(_chat_stream(state, run, body), media_type="text/event-stream")
         outputs = await run.collect()
@@ -214,6 +216,33 @@ def _check_model(state: ServerState, model_id: str) -> None:
                        param="model", code="model_not_found")
 
 
+def _chat_messages(state: ServerState, body: ChatCompletionRequest):
+    """For a vision-language model: the messages with their image parts kept in place, and the images they hold
+    decoded and sized for its encoder ([k, 3, S, S], or None without any). A bad image is a 400 naming its part."""
+    from foresight.data.images import image_tensor, read_image
+
+    messages, images = [], []
+    for i, m in enumerate(body.messages):
+        role = "system" if m.role == "developer" else m.role
+        if isinstance(m.content, str):
+            messages.append({"role": role, "content": m.content})
+            continue
+        parts = []
+        for j, part in enumerate(m.content):
+            if isinstance(part, wire.ImagePart):
+                where = f"messages[{i}].content[{j}]"
+                try:
+                    images.append(read_image(wire.image_url_bytes(part, where), where=where))
+                except ForesightError as e:
+                    raise ApiError(400, str(e), param=where) from None
+                parts.append({"type": "image"})
+            else:
+                parts.append({"type": "text", "text": part.text})
+        messages.append({"role": role, "content": parts})
+    size = state.engine.model.vision.image_size
+    return messages, (image_tensor(images, size) if images else None)
+
+
 def _completion_prompts(state: ServerState, prompt) -> list[list[int]]:
     from foresight.model.generate import encode_prompt
 
@@ -233,7 +262,7 @@ class _Run:
     asyncio queue as (choice index, Output). Choice index = prompt number * n + choice, as OpenAI numbers them."""
 
     def __init__(self, state: ServerState, prompts: list[list[int]], body, max_tokens: int | None,
-                 logprobs: int | None, request: Request):
+                 logprobs: int | None, request: Request, images=None):
         engine = state.engine
         self.id = wire.new_id("chatcmpl" if isinstance(body, ChatCompletionRequest) else "cmpl")
         self.created = wire.now()
@@ -252,7 +281,7 @@ class _Run:
 
                 def on_output(out: Output, offset=offset):
                     loop.call_soon_threadsafe(self.queue.put_nowait, (offset + out.index, out))
-                self.handles.append(engine.submit(prompt, params, on_output, n=body.n))
+                self.handles.append(engine.submit(prompt, params, on_output, n=body.n, images=images))
         except BaseException as e:
             self.cancel()
             raise _api_error_from(e) from None

@@ -197,16 +197,17 @@ def _chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _chat_model(args: argparse.Namespace):
-    """The model to chat with: a vision-language model (with its image-placeholder tokenizer) or a text one."""
+def _chat_model(args: argparse.Namespace, device="cpu"):
+    """The model to chat with or serve: a vision-language model (with its image-placeholder tokenizer) or a text
+    one."""
     from foresight.vlm.model_io import is_vlm, load_vlm
     from foresight.weights.load import LoadedModel, load_model
 
     if not is_vlm(args.model):
-        return load_model(args.model, quantize=args.quantize)
+        return load_model(args.model, device=device, quantize=args.quantize)
     if args.quantize:
         raise ForesightError("--quantize is not supported for a vision-language model yet")
-    built = load_vlm(args.model)
+    built = load_vlm(args.model, device)
     return LoadedModel(built.vlm, built.tokenizer, built.loaded.name, built.loaded.kind, built.loaded.source)
 
 
@@ -308,13 +309,13 @@ def _serve(args: argparse.Namespace) -> int:
     import torch
 
     from foresight.serve.api import ServerState, run_server
-    from foresight.weights.load import load_model, resolve
+    from foresight.weights.load import resolve
 
     resolve(args.model)  # a missing or unreadable MODEL fails here, before the port opens
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     state = ServerState(args.model_id, args.api_key or os.environ.get("FORESIGHT_API_KEY") or None)
-    load = lambda: load_model(args.model, device=device, quantize=args.quantize)  # noqa: E731
+    load = lambda: _chat_model(args, device)  # noqa: E731
     return run_server(load, state, host=args.host, port=args.port,
                       max_batch=args.max_batch, max_queue=args.max_queue, drain_timeout=args.drain_timeout)

@@ -92,9 +92,11 @@ class Request:
 
     _ids = itertools.count()
 
-    def __init__(self, prompt: list[int], params: SamplingParams, n: int, on_output: Callable[[Output], None]):
+    def __init__(self, prompt: list[int], params: SamplingParams, n: int, on_output: Callable[[Output], None],
+                 images: torch.Tensor | None = None):
         self.id = next(Request._ids)
         self.prompt, self.params, self.n, self.on_output = prompt, params, n, on_output
+        self.images = images  # [k, 3, S, S] for a vision-language model's placeholders, in prompt order
         self.submitted = time.perf_counter()
         self.cancelled = False
         self.unfinished = n
@@ -130,6 +132,9 @@ class Engine:
         self.model, self.tokenizer, self.metrics = model, tokenizer, metrics
         self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk
         self.context_length = model.cfg.max_seq_len
+        # A vision-language model: requests may carry images, read in their prefill (never chunked, so that no
+        # image is split across two forward passes); its placeholder id is never sampled.
+        self.image_token_id = getattr(model, "image_token_id", None)
         weight = model.embed.weight
         self.device = weight.device
         with torch.inference_mode():
@@ -151,9 +156,17 @@ class Engine:
         return self
 
     def submit(self, prompt: Sequence[int], params: SamplingParams, on_output: Callable[[Output], None],
-               n: int = 1) -> Request:
-        """Queue a request; raises ForesightError (bad request), ContextTooLong, QueueFull or EngineClosed."""
+               n: int = 1, images: torch.Tensor | None = None) -> Request:
+        """Queue a request; raises ForesightError (bad request), ContextTooLong, QueueFull or EngineClosed.
+        `images` [k, 3, S, S] fill the prompt's k runs of image placeholders (a vision-language model only)."""
         prompt = [int(t) for t in prompt]
+        placeholders = 0 if self.image_token_id is None else prompt.count(self.image_token_id)
+        if images is not None and self.image_token_id is None:
+            raise ForesightError("this model reads text only: a request with images cannot be served")
+        expected = 0 if images is None else len(images) * self.model.tokens_per_image
+        if placeholders != expected:
+            raise ForesightError(f"the prompt has {placeholders} image placeholder tokens; {expected} are needed for "
+                                 f"{0 if images is None else len(images)} image(s)")
         check_sampling(params.temperature, params.top_k, params.top_p)
         if not prompt:
             raise ForesightError("the prompt is empty: generation needs at least one token to start from")
@@ -172,7 +185,7 @@ class Engine:
                 f"this model's context length is {self.context_length} tokens, but the prompt has {len(prompt)} "
                 f"tokens and {params.max_tokens} more were asked for ({len(prompt) + params.max_tokens} in all); "
                 f"shorten the prompt or ask for at most {max(self.context_length - len(prompt), 0)} tokens")
-        request = Request(prompt, params, n, on_output)
+        request = Request(prompt, params, n, on_output, images)
         with self._lock:
             if self._closed:
                 raise EngineClosed("the server is shutting down and takes no new requests")
@@ -306,21 +319,26 @@ class Engine:
         """Run one group of whole short prompts, or one chunk of a long one; requests whose prompt is done join
         the running batch with their first token."""
         head = self._prefilling[0]
-        if head.prefilled or len(head.prompt) > self.prefill_chunk:
+        if head.prefilled or (len(head.prompt) > self.prefill_chunk and head.images is None):
             self._prefill_chunk(head)
             return
         group, width = [], 0
         for request in self._prefilling:
             wider = max(width, len(request.prompt))
-            if request.prefilled or len(request.prompt) > self.prefill_chunk or \
+            long = len(request.prompt) > self.prefill_chunk  # prefilled in chunks, or (with images) alone
+            if request.prefilled or (long and (group or request.images is None)) or \
                     (group and wider * (len(group) + 1) > self.prefill_chunk):
                 break
             group.append(request)
             width = wider
+            if long:
+                break
         lengths = [len(r.prompt) for r in group]
         ids = torch.tensor([r.prompt + [0] * (width - len(r.prompt)) for r in group], device=self.device)
         cache = KVCache(self.model.cfg, len(group), width, device=self.device, dtype=self.cache.keys[0].dtype)
-        hidden = self.model.hidden_states(ids, cache=cache)
+        images = [r.images for r in group if r.images is not None]
+        extra = {"images": torch.cat(images).to(self.device)} if images else {}
+        hidden = self.model.hidden_states(ids, cache=cache, **extra)
         last = torch.tensor(lengths, device=self.device) - 1
         logits = self.model.logits(hidden[torch.arange(len(group), device=self.device), last])
         del self._prefilling[:len(group)]
@@ -372,6 +390,9 @@ class Engine:
 
     def _choose(self, choices: list[_Choice], logits: torch.Tensor) -> None:
         """Pick each choice's next token from its row of logits [len(choices), vocab], with its own settings."""
+        if self.image_token_id is not None:
+            logits = logits.clone()
+            logits[:, self.image_token_id] = float("-inf")
         chosen = [0] * len(choices)
         greedy = [i for i, c in enumerate(choices) if c.request.params.temperature == 0]
         if greedy:  # one argmax for all of them

@@ -69,7 +69,7 @@ class ChatMessage(_Strict):
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
 
 
 class StreamOptions(_Strict):
@@ -196,15 +196,16 @@ def parse_request(raw: bytes, model: type[BaseModel]) -> Any:
         raise ApiError(400, f"invalid value for '{param}': {message}", param=param) from None
 
 
-def check_text(request: ChatCompletionRequest | CompletionRequest) -> None:
-    """Refuse image parts (not wired in yet) and requests with more text than MAX_PROMPT_CHARS."""
+def check_text(request: ChatCompletionRequest | CompletionRequest, reads_images: bool = False) -> None:
+    """Refuse image parts unless the model reads images, and requests with more text than MAX_PROMPT_CHARS."""
     if isinstance(request, ChatCompletionRequest):
         chars = 0
         for i, message in enumerate(request.messages):
             if not isinstance(message.content, str):
                 for j, part in enumerate(message.content):
-                    if isinstance(part, ImagePart):
-                        raise ApiError(400, "image inputs are not supported yet: this server takes text only",
+                    if isinstance(part, ImagePart) and not reads_images:
+                        raise ApiError(400, "this model reads text only: send a message without image parts, or "
+                                            "serve a model from `foresight vlm train`",
                                        param=f"messages[{i}].content[{j}]", code="image_input_unsupported")
             chars += len(message.text())
         field = "messages"
@@ -214,6 +215,35 @@ def check_text(request: ChatCompletionRequest | CompletionRequest) -> None:
         field = "prompt"
     if chars > MAX_PROMPT_CHARS:
         raise ApiError(400, f"the {field} hold {chars:,} characters; the limit is {MAX_PROMPT_CHARS:,}", param=field)
+
+
+MAX_IMAGE_BYTES = 20_000_000  # an encoded image in a data URL
+
+
+def image_url_bytes(part: ImagePart, where: str) -> bytes:
+    """The encoded image of an `image_url` part: a base64 data URL. This server is offline, so an http(s) URL is
+    refused rather than fetched."""
+    import base64
+    import binascii
+
+    spec = (part.model_extra or {}).get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    if not isinstance(url, str) or not url:
+        raise ApiError(400, "an image_url part needs image_url.url (a data URL)", param=f"{where}.image_url")
+    if url.startswith(("http://", "https://")):
+        raise ApiError(400, "image URLs are not fetched (this server does not reach the network): send the image "
+                            "inline as a data URL, data:image/png;base64,...", param=f"{where}.image_url",
+                       code="image_url_not_fetched")
+    head, comma, payload = url.partition(",")
+    if not (url.startswith("data:image/") and comma and head.endswith(";base64")):
+        raise ApiError(400, "image_url.url must be a base64 data URL (data:image/png;base64,...)",
+                       param=f"{where}.image_url")
+    if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise ApiError(400, f"the image is larger than {MAX_IMAGE_BYTES:,} bytes", param=f"{where}.image_url")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(400, "image_url.url is not valid base64", param=f"{where}.image_url") from None
 
 
 # ----- responses -----------------------------------------------------------------------------------------------------
