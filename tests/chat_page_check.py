@@ -176,15 +176,60 @@ def check(url: str, screenshot: str | None) -> dict:
     return out
 
 
+def check_image(url: str, image: str, question: str, screenshot: str | None) -> dict:
+    """Attach `image` with the page's file picker, ask `question` greedily, and record the reply and the request."""
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {"url": url}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 640})
+        other_hosts, bodies, page_errors = [], [], []
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        page.on("request", lambda r: other_hosts.append(r.url) if not r.url.startswith(url) else None)
+        page.on("request", lambda r: bodies.append(json.loads(r.post_data))
+                if r.url.endswith("/v1/chat/completions") else None)
+        page.goto(url + "/")
+        page.fill("#api_key", API_KEY)
+        page.press("#api_key", "Tab")
+        page.wait_for_selector('#model[data-state="ok"]')
+        page.fill("#temperature", "0")
+        page.fill("#max_tokens", "8")
+        page.set_input_files("#image", image)
+        page.wait_for_selector("#attach[data-file]")
+        out["attached_label"] = page.get_attribute("#attach", "data-file")
+        page.fill("#input", question)
+        page.click("#send")
+        wait_reply(page, 1)
+        out["reply"] = reply_text(page)
+        out["thumbnails"] = page.locator("#messages .msg.user img.attached").count()
+        out["attached_after_send"] = page.get_attribute("#attach", "data-file")
+        if screenshot:
+            page.screenshot(path=screenshot)
+        out["request_bodies"] = bodies
+        out["other_hosts"] = other_hosts
+        out["page_errors"] = page_errors
+        browser.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--url", help="use this running server (started with --api-key %s)" % API_KEY)
     ap.add_argument("--screenshot", help="save a screenshot of the first answer here")
+    ap.add_argument("--model", default=None, help="serve this MODEL instead of the built-in SmolLM2")
+    ap.add_argument("--image", default=None, help="check the image upload instead: attach this file and ask --question")
+    ap.add_argument("--question", default="What colour is the shape? Answer with one word.")
     args = ap.parse_args()
     t0 = time.monotonic()
-    with (contextlib.nullcontext((args.url, None)) if args.url else running_server("--api-key", API_KEY)) as (url, _):
+    serve = (lambda: running_server("--api-key", API_KEY, model=args.model)) if args.model else \
+        (lambda: running_server("--api-key", API_KEY))
+    with (contextlib.nullcontext((args.url, None)) if args.url else serve()) as (url, _):
         startup = round(time.monotonic() - t0, 2)
-        out = check(url.rstrip("/"), args.screenshot)
+        if args.image:
+            out = check_image(url.rstrip("/"), args.image, args.question, args.screenshot)
+        else:
+            out = check(url.rstrip("/"), args.screenshot)
     out["server_start_seconds"] = startup
     print(json.dumps(out))
     sys.stdout.flush()

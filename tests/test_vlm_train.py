@@ -136,13 +136,9 @@ def test_chat_attaches_an_image_with_a_command_and_answers_from_it(trained, tmp_
 def test_the_server_answers_from_a_data_url_image_and_refuses_bad_ones(trained, tmp_path):
     import base64
     import io
-    import sys
-    from pathlib import Path
 
     import httpx
     import openai
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from serving import running_server
 
     from foresight.data.scenes import examples
@@ -181,3 +177,37 @@ def test_the_server_answers_from_a_data_url_image_and_refuses_bad_ones(trained, 
         text_only = httpx.post(url + "/v1/chat/completions", json={
             "model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": "hello"}]})
         assert text_only.status_code == 200
+
+
+def test_the_chat_page_uploads_an_image_and_shows_the_answer(trained, tmp_path):
+    """Debian's Chromium, driven by Playwright, on a loopback-only network (tests/test_chat_page.py's set-up)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from chat_page_check import CHROMIUM
+    from test_chat_page import _netns_prefix
+
+    from foresight.data.scenes import examples
+
+    if not os.access(CHROMIUM, os.X_OK) or importlib.util.find_spec("playwright") is None:
+        pytest.skip(f"needs {CHROMIUM} and playwright (scripts/test.sh installs both as root)")
+    out, _ = trained
+    item = next(q for q in examples("heldout", 12, ("single",), ("qa",)) if q.task == "colour")
+    image = tmp_path / "shape.png"
+    item.image(48).save(image)
+    question = item.messages[0]["content"][-1]["text"].strip()
+    driver = Path(__file__).with_name("chat_page_check.py")
+    cmd = [*_netns_prefix(), sys.executable, str(driver), "--model", str(out), "--image", str(image),
+           "--question", question]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, f"the driver failed:\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r["attached_label"] == "shape.png" and r["attached_after_send"] is None, r
+    assert r["reply"].strip() == item.answer and r["thumbnails"] == 1, r
+    sent = r["request_bodies"][0]["messages"][-1]["content"]
+    assert sent[0]["type"] == "image_url" and sent[0]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert sent[1] == {"type": "text", "text": "\n" + question}
+    assert r["other_hosts"] == [] and r["page_errors"] == [], r
