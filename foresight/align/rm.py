@@ -33,7 +33,7 @@ from foresight.align.config import RMConfig
 from foresight.align.packing import document_mask, first_fit
 from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
-from foresight.train.distributed import DistInfo
+from foresight.train.distributed import DistInfo, micro_batches
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 from foresight.train.trainer import autocast_context, pick_device
@@ -200,7 +200,7 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
         held = align_run.sample(read_pairs(heldout_path), cfg.data.max_heldout, t.seed)
         heldout, _ = tokenize_pairs(loaded.tokenizer, held, max_len)
 
-    per_process, micro = align_run.micro_batches(t, info)
+    per_process, micro = micro_batches(t, info)
     steps = cfg.rm.steps if cfg.rm.steps > 0 else max(1, math.ceil(cfg.rm.epochs * len(pairs) / t.batch_size))
     if info.is_main:
         print(f"rm: {len(pairs)} pairs ({too_long} longer than {max_len} tokens left out), {len(heldout)} held out; "

@@ -139,19 +139,6 @@ def run_with_processes(cfg, body, out: Path, resume: bool, progress: bool):
         shutdown(info)
 
 
-def micro_batches(train_cfg, info: DistInfo) -> tuple[int, int]:
-    """(examples per process per step, examples per micro-batch), or a ForesightError naming the key that does not
-    divide."""
-    t = train_cfg
-    if t.batch_size % info.world_size:
-        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
-    per_process = t.batch_size // info.world_size
-    micro = t.micro_batch_size or per_process
-    if per_process % micro:
-        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
-    return per_process, micro
-
-
 def step_order(n: int, seed: int, step: int, batch_size: int, first: int, count: int) -> list[int]:
     """Indices (into n examples) of positions first .. first+count-1 of optimizer step `step`: the steps walk
     through a concatenation of per-epoch seeded permutations, so a step's examples are a function of the step alone

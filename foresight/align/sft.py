@@ -27,7 +27,7 @@ from foresight.align import run as align_run
 from foresight.align.config import SFTConfig
 from foresight.align.packing import document_mask, first_fit
 from foresight.errors import ForesightError
-from foresight.train.distributed import DistInfo, all_reduce_sum
+from foresight.train.distributed import DistInfo, all_reduce_sum, micro_batches
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 from foresight.train.trainer import autocast_context, pick_device
@@ -170,7 +170,7 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
         held_examples, _ = tokenize(loaded.tokenizer, held, t.seq_len + 1, str(heldout_path))
         heldout_rows = pack(held_examples, t.seq_len, t.seed, cfg.sft.pack)
 
-    per_process, micro = align_run.micro_batches(t, info)
+    per_process, micro = micro_batches(t, info)
     steps = steps_for(len(rows), t.batch_size, cfg.sft.epochs, cfg.sft.steps)
     trained_tokens = sum(sum(ex.trained[1:]) for ex in examples)
     if info.is_main:

@@ -74,3 +74,18 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def micro_batches(train_cfg, info: DistInfo) -> tuple[int, int]:
+    """(examples per process per step, examples per micro-batch) for the global train.batch_size, or a
+    ForesightError naming the key that does not divide."""
+    from foresight.errors import ForesightError
+
+    t = train_cfg
+    if t.batch_size % info.world_size:
+        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
+    per_process = t.batch_size // info.world_size
+    micro = t.micro_batch_size or per_process
+    if per_process % micro:
+        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    return per_process, micro

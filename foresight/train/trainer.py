@@ -19,7 +19,7 @@ from foresight.data.prepare import resolve_data_dir
 from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
 from foresight.model import Transformer
-from foresight.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from foresight.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, micro_batches, shutdown
 from foresight.train.flops import device_peak_flops, flops_per_token, plan_length
 from foresight.train.loader import StepBatches, validation_windows
 from foresight.train.loop import train_loop
@@ -131,13 +131,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
         raise ForesightError(f"model.vocab_size ({cfg.model.vocab_size}) is smaller than the tokenizer's "
                              f"vocabulary ({tokenizer.vocab_size}) in {data_dir}; set it to 0 to size it automatically")
 
-    # Global batch -> per-process micro-batches.
-    if t.batch_size % info.world_size:
-        raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")
-    per_process = t.batch_size // info.world_size
-    micro = t.micro_batch_size or per_process
-    if per_process % micro:
-        raise ForesightError(f"train.micro_batch_size ({micro}) must divide the per-process batch ({per_process})")
+    per_process, micro = micro_batches(t, info)  # global batch -> per-process micro-batches
     steps, tokens = plan_length(cfg)
 
     if resume:

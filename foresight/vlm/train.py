@@ -30,7 +30,7 @@ from foresight.data.images import image_tensor
 from foresight.errors import ForesightError
 from foresight.model.chat_template import CHATML_TEMPLATE
 from foresight.model.vlm import ImagePromptTokenizer, VisionLanguageModel
-from foresight.train.distributed import DistInfo
+from foresight.train.distributed import DistInfo, micro_batches
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 from foresight.train.trainer import autocast_context, pick_device
@@ -125,7 +125,7 @@ def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: Di
         raise ForesightError(f"no conversation fits in train.seq_len + 1 = {t.seq_len + 1} tokens")
     heldout, _ = tokenize(tokenizer, heldout_items, t.seq_len + 1)
 
-    per_process, micro = align_run.micro_batches(t, info)
+    per_process, micro = micro_batches(t, info)
     steps = cfg.vlm.steps if cfg.vlm.steps > 0 else max(1, int(np.ceil(cfg.vlm.epochs * len(examples) / t.batch_size)))
     trainable = sum(p.numel() for p in vlm.parameters() if p.requires_grad)
     if info.is_main:
