@@ -36,7 +36,6 @@ from foresight.files import atomic_write_text
 from foresight.train.distributed import DistInfo, micro_batches
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
-from foresight.train.trainer import autocast_context, pick_device
 
 HEAD_FILE = "reward_head.json"
 
@@ -182,10 +181,7 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
     from foresight.align.data import read_pairs
 
     t = cfg.train
-    align_run.start_run(cfg, RMConfig, out, resume, info)
-    device = pick_device(cfg, info)
-    align_run.cpu_threads(cfg, info, device)
-    autocast = autocast_context(cfg, device)
+    device, autocast = align_run.start(cfg, RMConfig, out, resume, info)
     t0 = time.time()
 
     train_path, heldout_path = align_run.data_files(cfg.data, "pairs")

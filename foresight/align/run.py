@@ -21,10 +21,13 @@ from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
 from foresight.model.chat_template import CHATML_TEMPLATE
 from foresight.train.distributed import DistInfo, barrier
-from foresight.train.trainer import check_out_dir, check_resume_config
+from foresight.train.trainer import autocast_context, check_out_dir, check_resume_config, pick_device
 from foresight.weights.load import LoadedModel, RunTokenizer, load_model
 
 MODEL_DIR = "model"  # the exported model inside a run directory
+# The chat template a model trained here gets for post-training: ChatML with its end-of-text token closing each turn
+# (so generation stops where a turn ends).
+RUN_CHAT_TEMPLATE = CHATML_TEMPLATE.replace("'<|im_end|>'", "eos_token")
 RUN_MARKERS = ("config.toml", "metrics.jsonl", "summary.json", "checkpoints", MODEL_DIR)
 
 
@@ -38,21 +41,35 @@ def start_run(cfg, schema, out: Path, resume: bool, info: DistInfo) -> None:
     barrier(info)
 
 
+def start(cfg, schema, out: Path, resume: bool, info: DistInfo):
+    """What every post-training run does first: the run directory and its resolved config, the device, CPU
+    threads, the autocast context. Returns (device, autocast)."""
+    start_run(cfg, schema, out, resume, info)
+    device = pick_device(cfg, info)
+    cpu_threads(cfg, info, device)
+    return device, autocast_context(cfg, device)
+
+
+def trainable(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` in training mode with every weight trainable and contiguous: build_transformer stores weights
+    column-major for fast CPU decoding; for training, plain contiguous storage is what the optimizer and the matmul
+    backward expect."""
+    for p in model.parameters():
+        p.data = p.data.contiguous()
+        p.requires_grad_(True)
+    return model.train()
+
+
 def load_base(spec: str, device: torch.device) -> LoadedModel:
-    """The starting model, in float32 and training mode, with a chat template: a run trained here gets ChatML with
-    its end-of-text token closing each turn (so generation stops where a turn ends)."""
+    """The starting model, in float32 and training mode, with a chat template (a run trained here gets
+    RUN_CHAT_TEMPLATE)."""
     loaded = load_model(spec, device=device)
     if loaded.tokenizer.chat_template is None:
         if not isinstance(loaded.tokenizer, RunTokenizer):
             raise ForesightError(f"{spec} has no chat template, and post-training needs one to format "
                                  f"conversations: add chat_template.jinja to its folder")
-        loaded.tokenizer.chat_template = CHATML_TEMPLATE.replace("'<|im_end|>'", "eos_token")
-    # build_transformer stores weights column-major for fast CPU decoding; for training, plain contiguous storage
-    # is what the optimizer and the matmul backward expect.
-    for p in loaded.model.parameters():
-        p.data = p.data.contiguous()
-        p.requires_grad_(True)
-    loaded.model.train()
+        loaded.tokenizer.chat_template = RUN_CHAT_TEMPLATE
+    trainable(loaded.model)
     return loaded
 
 
@@ -143,8 +160,10 @@ def step_order(n: int, seed: int, step: int, batch_size: int, first: int, count:
     """Indices (into n examples) of positions first .. first+count-1 of optimizer step `step`: the steps walk
     through a concatenation of per-epoch seeded permutations, so a step's examples are a function of the step alone
     (what makes --resume exact)."""
-    out = []
+    out, permutations = [], {}
     for k in range(step * batch_size + first, step * batch_size + first + count):
         epoch, index = divmod(k, n)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[index]))
+        if epoch not in permutations:  # a step spans at most two epochs: one permutation each, not one per example
+            permutations[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(int(permutations[epoch][index]))
     return out

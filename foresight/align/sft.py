@@ -30,7 +30,6 @@ from foresight.errors import ForesightError
 from foresight.train.distributed import DistInfo, all_reduce_sum, micro_batches
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
-from foresight.train.trainer import autocast_context, pick_device
 
 IGNORE = -100  # target of a position the loss skips
 
@@ -115,9 +114,15 @@ class AssistantLoss(nn.Module):
 
     def forward(self, rows: Rows, reduction: str = "mean") -> torch.Tensor:
         hidden = self.lm.hidden_states(rows.tokens, positions=rows.positions, attn_mask=rows.attention_mask())
-        keep = rows.targets != IGNORE
-        logits = self.lm.logits(hidden[keep])
-        return F.cross_entropy(logits.float(), rows.targets[keep], reduction=reduction)
+        return trained_token_loss(self.lm, hidden, rows.targets, reduction)
+
+
+def trained_token_loss(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+                       ) -> torch.Tensor:
+    """Next-token cross-entropy at the positions whose target is not IGNORE; `model.logits` (the output head) runs
+    on those positions only."""
+    keep = targets != IGNORE
+    return F.cross_entropy(model.logits(hidden[keep]).float(), targets[keep], reduction=reduction)
 
 
 def steps_for(n_rows: int, batch_size: int, epochs: float, steps: int) -> int:
@@ -148,10 +153,7 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
     from foresight.align.data import read_conversations
 
     t = cfg.train
-    align_run.start_run(cfg, SFTConfig, out, resume, info)
-    device = pick_device(cfg, info)
-    align_run.cpu_threads(cfg, info, device)
-    autocast = autocast_context(cfg, device)
+    device, autocast = align_run.start(cfg, SFTConfig, out, resume, info)
     t0 = time.time()
 
     train_path, heldout_path = align_run.data_files(cfg.data, "sft")

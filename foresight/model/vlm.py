@@ -90,16 +90,18 @@ class VisionLanguageModel(nn.Module):
         (row by row). With images=None the prompt must hold no placeholder (a text-only call, or a decoding step
         after the image was read into the KV cache)."""
         mask = tokens == self.image_token_id
-        placed = int(mask.sum())
-        expected = 0 if images is None else images.shape[0] * self.tokens_per_image
-        if placed != expected:
-            raise ForesightError(f"the prompt has {placed} image placeholder tokens; {expected} are needed for "
-                                 f"{0 if images is None else images.shape[0]} image(s) of {self.tokens_per_image} "
-                                 f"tokens each")
+        self.check_placeholders(int(mask.sum()), 0 if images is None else images.shape[0])
         if images is None:
             return self.lm.hidden_states(tokens, **kw)
         embeds = self.image_embeds(images).flatten(0, 1)
         return self.lm.hidden_states(tokens, embeds=embeds, embeds_mask=mask, **kw)
+
+    def check_placeholders(self, placed: int, n_images: int) -> None:
+        """Refuse a prompt whose placeholder count is not n_images runs of tokens_per_image."""
+        expected = n_images * self.tokens_per_image
+        if placed != expected:
+            raise ForesightError(f"the prompt has {placed} image placeholder tokens; {expected} are needed for "
+                                 f"{n_images} image(s) of {self.tokens_per_image} tokens each")
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm.logits(hidden)

@@ -160,11 +160,9 @@ def build_app(state: ServerState) -> FastAPI:
         body = wire.parse_request(await request.body(), ChatCompletionRequest)
         engine = state.ready()
         _check_model(state, body.model)
-        reads_images = getattr(engine, "image_token_id", None) is not None
+        reads_images = engine.image_token_id is not None
         wire.check_text(body, reads_images)
-        messages, images = _chat_messages(state, body) if reads_images else \
-            ([{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages],
-             None)
+        messages, images = _chat_messages(state, body, reads_images)
         try:
             prompt = state.loaded.tokenizer.apply_chat_template(messages)
         except ForesightError as e:
@@ -216,16 +214,17 @@ def _check_model(state: ServerState, model_id: str) -> None:
                        param="model", code="model_not_found")
 
 
-def _chat_messages(state: ServerState, body: ChatCompletionRequest):
-    """For a vision-language model: the messages with their image parts kept in place, and the images they hold
-    decoded and sized for its encoder ([k, 3, S, S], or None without any). A bad image is a 400 naming its part."""
+def _chat_messages(state: ServerState, body: ChatCompletionRequest, reads_images: bool):
+    """The request's messages for the chat template ("developer" is "system"), and the images they hold decoded
+    and sized for the encoder ([k, 3, S, S], or None without any). For a text model every content is its text;
+    for a vision-language model the image parts stay in place. A bad image is a 400 naming its part."""
     from foresight.data.images import image_tensor, read_image
 
     messages, images = [], []
     for i, m in enumerate(body.messages):
         role = "system" if m.role == "developer" else m.role
-        if isinstance(m.content, str):
-            messages.append({"role": role, "content": m.content})
+        if isinstance(m.content, str) or not reads_images:
+            messages.append({"role": role, "content": m.text()})
             continue
         parts = []
         for j, part in enumerate(m.content):
@@ -239,8 +238,9 @@ def _chat_messages(state: ServerState, body: ChatCompletionRequest):
             else:
                 parts.append({"type": "text", "text": part.text})
         messages.append({"role": role, "content": parts})
-    size = state.engine.model.vision.image_size
-    return messages, (image_tensor(images, size) if images else None)
+    if not images:
+        return messages, None
+    return messages, image_tensor(images, state.engine.model.vision.image_size)
 
 
 def _completion_prompts(state: ServerState, prompt) -> list[list[int]]:

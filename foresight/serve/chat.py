@@ -73,16 +73,16 @@ class ChatSession:
         self.turns.append({"role": "user", "content": content})
         self.turn_images.append(images)
         prompt, max_new = self._prompt()
-        every_image = [image for held in self.turn_images for image in held]
+        every_image = [image for held in self.turn_images for image in held]  # the images of the turns kept
+        extra = {}
         if every_image:
             import torch
 
-            self.sampling["images"] = torch.stack(every_image).to(self.model.embed.weight.device)
-        else:
-            self.sampling.pop("images", None)
+            extra["images"] = torch.stack(every_image).to(self.model.embed.weight.device)
         pieces: list[str] = []
         try:
-            for piece in stream_text(self.model, self.tokenizer, prompt, max_new_tokens=max_new, **self.sampling):
+            for piece in stream_text(self.model, self.tokenizer, prompt, max_new_tokens=max_new, **self.sampling,
+                                     **extra):
                 pieces.append(piece)
                 yield piece
         finally:

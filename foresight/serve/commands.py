@@ -106,21 +106,20 @@ def _sample(args: argparse.Namespace) -> int:
 def _sample_image(args: argparse.Namespace, sampling: dict) -> int:
     from foresight.data.images import image_tensor, read_image
     from foresight.model.generate import stream_text
-    from foresight.vlm.model_io import is_vlm, load_vlm
+    from foresight.vlm.model_io import is_vlm
 
     image = read_image(args.image, where=f"--image {args.image}")  # before the model is loaded
-    if not is_vlm(args.model):
+    if not is_vlm(args.model):  # said before a text model is loaded for nothing
         raise ForesightError(f"{args.model} is a text-only model: it cannot read --image (a model from "
                              f"`foresight vlm train` can)")
-    if args.quantize:
-        raise ForesightError("--quantize is not supported with --image yet")
-    built = load_vlm(args.model)
+    loaded = _chat_model(args)
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "\n" + args.prompt}]}]
-    prompt = built.tokenizer.apply_chat_template(messages)
-    images = image_tensor([image], built.vlm.vision.image_size)
-    max_new = _max_tokens(args, built.vlm.cfg.max_seq_len, len(prompt))
-    for piece in stream_text(built.vlm, built.tokenizer, prompt, max_new_tokens=max_new, images=images, **sampling):
+    prompt = loaded.tokenizer.apply_chat_template(messages)
+    images = image_tensor([image], loaded.model.vision.image_size)
+    max_new = _max_tokens(args, loaded.model.cfg.max_seq_len, len(prompt))
+    for piece in stream_text(loaded.model, loaded.tokenizer, prompt, max_new_tokens=max_new, images=images,
+                             **sampling):
         _write(piece)
     print()
     return 0

@@ -160,13 +160,10 @@ class Engine:
         """Queue a request; raises ForesightError (bad request), ContextTooLong, QueueFull or EngineClosed.
         `images` [k, 3, S, S] fill the prompt's k runs of image placeholders (a vision-language model only)."""
         prompt = [int(t) for t in prompt]
-        placeholders = 0 if self.image_token_id is None else prompt.count(self.image_token_id)
-        if images is not None and self.image_token_id is None:
+        if self.image_token_id is not None:  # checked here, so a bad request never reaches a batch
+            self.model.check_placeholders(prompt.count(self.image_token_id), 0 if images is None else len(images))
+        elif images is not None:
             raise ForesightError("this model reads text only: a request with images cannot be served")
-        expected = 0 if images is None else len(images) * self.model.tokens_per_image
-        if placeholders != expected:
-            raise ForesightError(f"the prompt has {placeholders} image placeholder tokens; {expected} are needed for "
-                                 f"{0 if images is None else len(images)} image(s)")
         check_sampling(params.temperature, params.top_k, params.top_p)
         if not prompt:
             raise ForesightError("the prompt is empty: generation needs at least one token to start from")

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from foresight.errors import ForesightError
+
 
 @dataclass
 class DistInfo:
@@ -79,8 +81,6 @@ def shutdown(info: DistInfo) -> None:
 def micro_batches(train_cfg, info: DistInfo) -> tuple[int, int]:
     """(examples per process per step, examples per micro-batch) for the global train.batch_size, or a
     ForesightError naming the key that does not divide."""
-    from foresight.errors import ForesightError
-
     t = train_cfg
     if t.batch_size % info.world_size:
         raise ForesightError(f"train.batch_size ({t.batch_size}) must be divisible by the {info.world_size} processes")

@@ -17,7 +17,6 @@ import torch
 
 from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
-from foresight.model.chat_template import CHATML_TEMPLATE
 from foresight.model.transformer import Transformer
 from foresight.model.vision import VisionConfig
 from foresight.model.vlm import ImagePromptTokenizer, VisionLanguageModel
@@ -46,10 +45,10 @@ def _image_token_id(tokenizer, name: str, spec: str) -> int:
 
 
 def _scratch(cfg, texts: list[str], device) -> LoadedModel:
+    from foresight.align.run import RUN_CHAT_TEMPLATE
     from foresight.data.tokenizer import Tokenizer
 
-    tokenizer = RunTokenizer(Tokenizer.from_spec(cfg.tokenizer, texts),
-                             chat_template=CHATML_TEMPLATE.replace("'<|im_end|>'", "eos_token"))
+    tokenizer = RunTokenizer(Tokenizer.from_spec(cfg.tokenizer, texts), chat_template=RUN_CHAT_TEMPLATE)
     # One id past the tokenizer's vocabulary is the image placeholder: no text can produce it.
     lm_cfg = dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size + 1)
     torch.manual_seed(cfg.train.seed)
@@ -60,17 +59,15 @@ def _scratch(cfg, texts: list[str], device) -> LoadedModel:
 def build_vlm(cfg, train_items, device) -> BuiltVLM:
     """The model a VLMConfig starts from: vlm.init (an earlier vlm run), else the base language model (loaded, or
     built from scratch with a tokenizer learned from the training conversations) with a new projector."""
-    from foresight.align.run import load_base
+    from foresight.align.run import load_base, trainable
 
     if cfg.vlm.init:
         built = load_vlm(cfg.vlm.init, device)
         if dataclasses.asdict(built.vlm.vision) != dataclasses.asdict(cfg.vision):
             raise ForesightError(f"vlm.init {cfg.vlm.init} was trained with vision = {built.vlm.vision}, but this "
                                  f"config sets {cfg.vision}: copy its [vision] table")
-        for p in built.vlm.lm.parameters():
-            p.data = p.data.contiguous()
-            p.requires_grad_(True)
-        built.vlm.train()
+        trainable(built.vlm.lm)
+        built.vlm.train()  # (a frozen encoder stays in eval mode and untrained)
         return built
     if cfg.base == "scratch":
         texts = [m["content"] if isinstance(m["content"], str) else m["content"][-1]["text"]

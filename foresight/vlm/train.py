@@ -20,24 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from foresight.align import run as align_run
+from foresight.align.sft import IGNORE, trained_token_loss
 from foresight.align.tokens import conversation_tokens
 from foresight.data import scenes
 from foresight.data.images import image_tensor
 from foresight.errors import ForesightError
-from foresight.model.chat_template import CHATML_TEMPLATE
-from foresight.model.vlm import ImagePromptTokenizer, VisionLanguageModel
+from foresight.model.vlm import VisionLanguageModel
 from foresight.train.distributed import DistInfo, micro_batches
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
-from foresight.train.trainer import autocast_context, pick_device
 from foresight.vlm.config import VLMConfig
 from foresight.vlm.model_io import build_vlm, save_vlm
 
-IGNORE = -100
 STAGE_TASKS = {"caption": ("caption",), "instruct": ("qa",), "all": ("caption", "qa")}
 
 
@@ -92,9 +89,8 @@ class ReplyLoss(nn.Module):
         return self.vlm.param_groups(weight_decay)
 
     def forward(self, batch: Batch, reduction: str = "mean") -> torch.Tensor:
-        hidden = self.vlm.hidden_states(batch.tokens, batch.images)
-        keep = batch.targets != IGNORE
-        return F.cross_entropy(self.vlm.logits(hidden[keep]).float(), batch.targets[keep], reduction=reduction)
+        return trained_token_loss(self.vlm, self.vlm.hidden_states(batch.tokens, batch.images), batch.targets,
+                                  reduction)
 
 
 def train_vlm(cfg: VLMConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
@@ -103,10 +99,7 @@ def train_vlm(cfg: VLMConfig, out: Path, resume: bool = False, progress: bool = 
 
 def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
     t = cfg.train
-    align_run.start_run(cfg, VLMConfig, out, resume, info)
-    device = pick_device(cfg, info)
-    align_run.cpu_threads(cfg, info, device)
-    autocast = autocast_context(cfg, device)
+    device, autocast = align_run.start(cfg, VLMConfig, out, resume, info)
     t0 = time.time()
     kinds = tuple(cfg.data.kinds)
     tasks = STAGE_TASKS[cfg.vlm.stage]
