@@ -294,6 +294,16 @@ CASES = [
     case("ledger", "verify", "{empty}", expect="{empty}", out=None),
     case("ledger", "show", "{bin}", expect="{bin}", out=None),
     case("ledger", "show", "{dir}", expect="{dir}", out=None),
+    # vlm: configs, runs and flags; images given to sample
+    case("vlm", "train", "{missing}", "--out", "{out}", expect="{missing}"),
+    case("vlm", "train", "{bin}", "--out", "{out}", expect="{bin}"),
+    case("vlm", "train", "{run}", "--out", "{out}", expect="unknown key"),
+    case("vlm", "eval", "{missing}", expect="{missing}", out=None),
+    case("vlm", "eval", "{dir}", "--scenes", "0", expect="--scenes", out=None),
+    case("sample", "{model}", "--image", "{missing}", "--prompt", "hi", expect="{missing}", out=None),
+    case("sample", "{model}", "--image", "{bin}", "--prompt", "hi", expect="{bin}", out=None),
+    case("sample", "{model}", "--image", "{empty}", "--prompt", "hi", expect="{empty}", out=None),
+    case("sample", "{model}", "--image", "{dir}", "--prompt", "hi", expect="{dir}", out=None),
     # sample / chat / export: MODEL and flags
     case("sample", "{missing}", "--prompt", "hi", expect="{missing}", out=None),
     case("sample", "{bin}", "--prompt", "hi", expect="{bin}", out=None),
