@@ -49,7 +49,8 @@ def model_files(spec: str) -> tuple[str, list[Path]]:
     if kind in ("hf", "tuned"):
         path = path / "model" if kind == "tuned" else path
         names = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "generation_config.json", "chat_template.jinja", "model.safetensors.index.json"]
+                 "generation_config.json", "chat_template.jinja", "model.safetensors.index.json",
+                 "vision.json"]  # a vision-language model's encoder settings (its weights: vision.safetensors)
         files = [path / n for n in names if (path / n).is_file()] + sorted(path.glob("*.safetensors"))
         return kind, files
     from foresight.train.checkpoint import MODEL_FILE, latest_checkpoint

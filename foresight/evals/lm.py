@@ -24,6 +24,7 @@ Answers are cached (foresight.evals.cache); the model is loaded only when a requ
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -79,9 +80,14 @@ class GenerateChat:
     top_p: float = 1.0
     seed: int = 0  # with temperature > 0: the sample's random stream (the same for every prompt of a batch)
     stop: tuple[str, ...] = ()
+    # A vision-language model's image ([1, 3, S, S]) for the prompt's placeholders; keyed by its pixels' digest.
+    image: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     def key(self) -> str:
-        return request_key("generate_chat", asdict(self))
+        fields = {k: getattr(self, k) for k in ("prompt", "max_new_tokens", "temperature", "top_p", "seed", "stop")}
+        if self.image is not None:
+            fields["image_sha1"] = hashlib.sha1(self.image.detach().cpu().numpy().tobytes()).hexdigest()
+        return request_key("generate_chat", fields)
 
 
 # ----- the forward pass, scoring only what is asked ------------------------------------------------------------------
@@ -230,22 +236,27 @@ class EvalModel:
 
     def __init__(self, spec: str, device: str = "cpu", dtype: str = "float32", use_cache: bool = True,
                  batch_tokens: int | None = None, max_rows: int = 64, generate_rows: int = 8, min_prefix: int = 32,
-                 quantize: str | None = None, chat_rows: int | None = None):
+                 quantize: str | None = None, chat_rows: int | None = None, loaded=None):
+        """`loaded`: a model already in memory (a LoadedModel, e.g. at the end of a training run), evaluated
+        without the answer cache (its weights have no identity to key the cache by); `spec` is then its name."""
         import difflib
 
-        from foresight.weights.load import BUILTIN_MODELS, resolve
+        from foresight.weights.load import BUILTIN_MODELS, check_quantize, resolve
 
-        try:
-            resolve(spec)  # an unknown model is refused before anything else
-        except ForesightError as e:
-            close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1, cutoff=0.6)
-            raise ForesightError(f"{e}" + (f" (did you mean {close[0]!r}?)" if close else "")) from None
-        from foresight.weights.load import check_quantize
-
-        check_quantize(quantize, device)  # a bad value or a missing kernel is refused before any work
+        if loaded is None:
+            try:
+                resolve(spec)  # an unknown model is refused before anything else
+            except ForesightError as e:
+                close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1, cutoff=0.6)
+                raise ForesightError(f"{e}" + (f" (did you mean {close[0]!r}?)" if close else "")) from None
+            check_quantize(quantize, device)  # a bad value or a missing kernel is refused before any work
+        else:
+            self.__dict__["loaded"] = loaded  # the cached property below, filled
+            use_cache = False
         self.spec, self.device, self.dtype, self.quantize = spec, device, dtype, quantize
         # int8 weights answer differently from float ones: they get their own cache.
-        self.identity = model_identity(spec, dtype if quantize is None else f"{dtype}+{quantize}")
+        self.identity = model_identity(spec, dtype if quantize is None else f"{dtype}+{quantize}") \
+            if loaded is None else f"in-memory {spec}"
         self.cache = RequestCache.for_model(self.identity) if use_cache else RequestCache(None)
         # Tokens per forward pass, padding included. On a CPU, ~1,000 keeps a batch's activations in cache: 48 MMLU
         # questions scored ~1.4x faster with 1,024 than with 4,096 (2-core machine, docs/eval.md); a GPU wants more.
@@ -258,12 +269,18 @@ class EvalModel:
 
     @cached_property
     def loaded(self):
-        from foresight.weights.load import load_model
+        from foresight.vlm.model_io import load_chat_model
 
         dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         if self.dtype not in dtypes:
             raise ForesightError(f"--dtype must be one of {', '.join(dtypes)}, not {self.dtype!r}")
-        return load_model(self.spec, device=self.device, dtype=dtypes[self.dtype], quantize=self.quantize)
+        return load_chat_model(self.spec, device=self.device, dtype=dtypes[self.dtype], quantize=self.quantize)
+
+    @property
+    def image_size(self) -> int | None:
+        """The image encoder's input size, or None for a model that reads text only."""
+        vision = getattr(self.loaded.model, "vision", None)
+        return vision.image_size if vision is not None else None
 
     @property
     def tokenizer(self):
@@ -459,7 +476,8 @@ class EvalModel:
                 chunk = 8 * self.chat_rows
                 for b in range(0, len(indices), chunk):
                     part = indices[b: b + chunk]
-                    outputs = engine.generate([list(requests[i].prompt) for i in part], params)
+                    outputs = engine.generate([list(requests[i].prompt) for i in part], params,
+                                              [requests[i].image for i in part])
                     texts = []
                     for outs in outputs:
                         if outs and outs[-1].finish_reason == "error":

@@ -205,6 +205,45 @@ def load_over_refusal(cache: Path, split: str = "heldout") -> list[dict]:
     return _align_prompts("over_refusal", split)
 
 
+def load_image_questions(cache: Path, source: str = "scenes", split: str = "heldout", n: int = 200,
+                         kinds: list[str] | None = None, majority_from: int = 2000) -> list[dict]:
+    """Questions about images, each answered in one word, as the image-text training asks them: synthetic scenes
+    (foresight.data.scenes: scenes 0 .. n-1 of `split`, of `kinds`, several questions each) or a labelled set
+    (foresight.data.labelled: mnist, fashion_mnist or tuxpaint; its first n images, one question each). Items:
+    question (the user's text), target, type (colour, shape, ... or the set's name), majority (the most common
+    answer of that type among the first `majority_from` training scenes or images) and image (a function of the
+    encoder's input size)."""
+    import collections
+
+    from foresight.data import labelled, scenes
+
+    if source == "scenes":
+        chosen = tuple(kinds or scenes.KINDS)
+        unknown = [k for k in chosen if k not in scenes.KINDS]
+        if unknown:
+            raise ForesightError(f"image_questions: unknown scene kind {unknown[0]!r} (kinds: "
+                                 f"{', '.join(scenes.KINDS)})")
+        examples = scenes.examples(split, n, chosen, ("qa",))
+        train = scenes.examples("train", majority_from, chosen, ("qa",))
+    elif source in labelled.SETS:
+        examples = labelled.examples(source, split, n, ("qa",), cache)
+        train = labelled.examples(source, "train", majority_from, ("qa",), cache)
+    else:
+        raise ForesightError(f"image_questions: unknown source {source!r} (scenes, {', '.join(labelled.SETS)})")
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for ex in train:
+        counts[ex.task][ex.answer] += 1
+    items = []
+    per_index: collections.Counter = collections.Counter()
+    for ex in examples:
+        k = per_index[ex.index]
+        per_index[ex.index] += 1
+        items.append({"id": f"{source}/{split}/{ex.index}/{k}", "question": ex.messages[0]["content"][-1]["text"].strip(),
+                      "target": ex.answer, "type": ex.task, "majority": counts[ex.task].most_common(1)[0][0],
+                      "image": ex.image})
+    return items
+
+
 LOADERS = {
     "mmlu": load_mmlu,
     "truthfulqa_mc": load_truthfulqa_mc,
@@ -215,6 +254,7 @@ LOADERS = {
     "steerability": load_steerability,
     "refusal": load_refusal,
     "over_refusal": load_over_refusal,
+    "image_questions": load_image_questions,
 }
 
 

@@ -8,6 +8,7 @@ a steerability rule, or asking the refusal judge. A scorer may also have a `LABE
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 
@@ -15,6 +16,17 @@ from collections import Counter
 def exact_match(item: dict, completions: list[str]) -> list[bool]:
     """The completion, stripped, equals the item's `target` field, stripped."""
     return [c.strip() == str(item["target"]).strip() for c in completions]
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def answer_words(item: dict, completions: list[str]) -> list[bool]:
+    """The completion's first words, lower-cased and stripped of punctuation, are the `target` field's (as many
+    words as the target has): "Red." and "red circle" both answer "red"; "It is red" does not."""
+    expected = words(str(item["target"]))
+    return [bool(expected) and words(c)[:len(expected)] == expected for c in completions]
 
 
 def humaneval(item: dict, completions: list[str], timeout_s: float = 3.0, stats: Counter | None = None) -> list[bool]:
@@ -72,6 +84,7 @@ def refusal_labels(item: dict, completions: list[str]) -> list[str]:
 
 SCORERS = {
     "exact_match": exact_match,
+    "answer_words": answer_words,
     "humaneval": humaneval,
     "steerability": steerability,
     "refusal": refusal,

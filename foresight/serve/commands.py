@@ -199,15 +199,9 @@ def _chat(args: argparse.Namespace) -> int:
 def _chat_model(args: argparse.Namespace, device="cpu"):
     """The model to chat with or serve: a vision-language model (with its image-placeholder tokenizer) or a text
     one."""
-    from foresight.vlm.model_io import is_vlm, load_vlm
-    from foresight.weights.load import LoadedModel, load_model
+    from foresight.vlm.model_io import load_chat_model
 
-    if not is_vlm(args.model):
-        return load_model(args.model, device=device, quantize=args.quantize)
-    if args.quantize:
-        raise ForesightError("--quantize is not supported for a vision-language model yet")
-    built = load_vlm(args.model, device)
-    return LoadedModel(built.vlm, built.tokenizer, built.loaded.name, built.loaded.kind, built.loaded.source)
+    return load_chat_model(args.model, device=device, quantize=args.quantize)
 
 
 def _attach(session, path: str, loaded) -> None:

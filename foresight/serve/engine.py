@@ -227,9 +227,11 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Output]]:
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
+                 images: Sequence[torch.Tensor | None] | None = None) -> list[list[Output]]:
         """Blocking convenience for in-process callers (rollouts, evals): every prompt's outputs, in order, each a
-        list of its outputs for choice 0. The engine must be started."""
+        list of its outputs for choice 0; `images[i]` ([k, 3, S, S] or None) fills prompt i's image placeholders.
+        The engine must be started."""
         done = [threading.Event() for _ in prompts]
         outputs: list[list[Output]] = [[] for _ in prompts]
 
@@ -241,7 +243,7 @@ class Engine:
             return on_output
 
         for i, prompt in enumerate(prompts):
-            self.submit(prompt, params, collector(i))
+            self.submit(prompt, params, collector(i), images=images[i] if images is not None else None)
         for event in done:
             event.wait()
         return outputs

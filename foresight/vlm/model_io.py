@@ -44,11 +44,19 @@ def _image_token_id(tokenizer, name: str, spec: str) -> int:
     return token_id
 
 
-def _scratch(cfg, texts: list[str], device) -> LoadedModel:
+def scratch_tokenizer(cfg, train_items) -> RunTokenizer:
+    """The tokenizer of a from-scratch run (base = "scratch"): `cfg.tokenizer` learned from the texts of its
+    training conversations, with the run chat template."""
     from foresight.align.run import RUN_CHAT_TEMPLATE
     from foresight.data.tokenizer import Tokenizer
 
-    tokenizer = RunTokenizer(Tokenizer.from_spec(cfg.tokenizer, texts), chat_template=RUN_CHAT_TEMPLATE)
+    texts = [m["content"] if isinstance(m["content"], str) else m["content"][-1]["text"]
+             for item in train_items for m in item.messages]
+    return RunTokenizer(Tokenizer.from_spec(cfg.tokenizer, texts), chat_template=RUN_CHAT_TEMPLATE)
+
+
+def _scratch(cfg, train_items, device) -> LoadedModel:
+    tokenizer = scratch_tokenizer(cfg, train_items)
     # One id past the tokenizer's vocabulary is the image placeholder: no text can produce it.
     lm_cfg = dataclasses.replace(cfg.model, vocab_size=tokenizer.vocab_size + 1)
     torch.manual_seed(cfg.train.seed)
@@ -70,9 +78,7 @@ def build_vlm(cfg, train_items, device) -> BuiltVLM:
         built.vlm.train()  # (a frozen encoder stays in eval mode and untrained)
         return built
     if cfg.base == "scratch":
-        texts = [m["content"] if isinstance(m["content"], str) else m["content"][-1]["text"]
-                 for item in train_items for m in item.messages]
-        loaded = _scratch(cfg, texts, device)
+        loaded = _scratch(cfg, train_items, device)
         image_id = loaded.tokenizer.vocab_size
     else:
         loaded = load_base(cfg.base, device)
@@ -125,3 +131,19 @@ def load_vlm(path: str | Path, device="cpu") -> BuiltVLM:
     vlm.projector.load_state_dict({k[10:]: v for k, v in state.items() if k.startswith("projector.")})
     vlm.to(device).eval()
     return BuiltVLM(vlm, ImagePromptTokenizer(loaded.tokenizer, vlm.image_token_id, vlm.tokens_per_image), loaded)
+
+
+def load_chat_model(spec: str, device="cpu", dtype: torch.dtype = torch.float32, quantize: str | None = None):
+    """Any MODEL argument as a LoadedModel: a vision-language model (its model with `.vision`, and the tokenizer
+    that expands image placeholders) or, for anything else, foresight.weights.load.load_model's text model. What
+    chat, the server and the evaluation harness load."""
+    from foresight.weights.load import LoadedModel, load_model
+
+    if not is_vlm(spec):
+        return load_model(spec, device=device, dtype=dtype, quantize=quantize)
+    if quantize:
+        raise ForesightError("--quantize is not supported for a vision-language model yet")
+    built = load_vlm(spec, device)
+    built.vlm.to(dtype)
+    return LoadedModel(built.vlm, built.tokenizer, built.loaded.name, built.loaded.kind, built.loaded.source)
+
