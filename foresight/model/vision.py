@@ -69,6 +69,12 @@ class VisionConfig:
     def feature_dim(self) -> int:
         return EfficientNetLite0.feature_dim if self.encoder == "efficientnet-lite0" else self.d_model
 
+    def vit_blocks(self) -> ModelConfig:
+        """The shape of the ViT's transformer blocks (the language model's `Block`, at the encoder's width): what
+        `ViTEncoder` builds them from, and what `train.flops.image_text_flops` counts."""
+        return ModelConfig(vocab_size=1, d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+                           max_seq_len=self.tokens_per_image, parametrization="sp")
+
 
 # ----- EfficientNet-Lite0 ------------------------------------------------------------------------------------------
 
@@ -186,8 +192,7 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.patch = cfg.patch_size
         n = cfg.tokens_per_image
-        block_cfg = ModelConfig(vocab_size=1, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                                max_seq_len=n, parametrization="sp")
+        block_cfg = cfg.vit_blocks()
         self.embed = nn.Linear(3 * cfg.patch_size ** 2, cfg.d_model)
         self.positions = nn.Parameter(torch.randn(n, cfg.d_model) * 0.02)
         self.blocks = nn.ModuleList(Block(block_cfg, i) for i in range(cfg.n_layers))

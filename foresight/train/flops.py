@@ -9,6 +9,17 @@ whether or not it is tied to the input embedding; the input embedding is a looku
 is attention's score and value products: per layer and token, QK^T and AV each take 2 * seq_len * d_model FLOPs
 forward; counted over the full (non-causal) square, as PaLM's MFU convention and nanoGPT do. A run's `flops` is this
 times its trained tokens. Norms, activations and softmax are left out (well under 1% at these shapes).
+
+An image-text run (`foresight vlm train`, a ViT encoder trained with the language model) is counted the same way,
+per training conversation, in `image_text_flops`: every trained weight does 6 FLOPs per token it sees (forward and
+backward), so the encoder's weights count once per image patch, the projector's once per image token, the language
+model's once per input position (the image tokens included: they are positions like any other), and its output
+head once per *trained* position only (the loss reads the assistant's tokens, and the head runs on those alone);
+attention adds 12 * layers * width * context per position, over the full square as above (the ViT's context is its
+patches, the language model's the conversation). Conversations vary in length, so a run's compute uses the mean
+length of its training conversations (`vlm.train.ConversationStats`), measured the same way when a ladder is
+planned and when the run writes its summary. Padding to the longest row of a micro-batch is not counted: like the
+text runs' count, this is the work the model needs, not what a particular batching spends.
 """
 
 from __future__ import annotations
@@ -46,6 +57,46 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
 
 def training_flops(cfg: ModelConfig, seq_len: int, tokens: int) -> float:
     return flops_per_token(cfg, seq_len) * tokens
+
+
+# ----- image-text runs -------------------------------------------------------------------------------------------
+
+IMAGE_TEXT_FLOPS_FORMULA = (
+    "conversations * (6*n*(3*p^2*d_vit + N_vit) + 12*L_vit*d_vit*n^2 + 6*n*(d_vit*d_model + d_model^2) "
+    "+ 6*P*N_lm + 12*L_lm*d_model*P^2 + 6*A*vocab_size*d_model); n image tokens of p x p pixels, P mean input "
+    "positions and A mean trained positions per conversation")
+
+
+def _check_vit(vision) -> None:
+    if vision.encoder != "vit" or vision.frozen:
+        raise ValueError("image-text compute is defined for a ViT encoder trained with the language model (a frozen "
+                         "pretrained encoder does no backward pass and has no width here to count)")
+
+
+def image_text_params(model: ModelConfig, vision) -> tuple[int, int]:
+    """(all parameters, non-embedding parameters) of a vision-language model with a ViT encoder (`vision`, a
+    model.vision.VisionConfig), from the shapes. The language model's token embedding and output head are the only
+    embedding parameters; the projector and the encoder (its patch embedding is a matmul) count as non-embedding."""
+    _check_vit(vision)
+    d, dv, n, f = model.d_model, vision.d_model, vision.tokens_per_image, vision.feature_dim
+    encoder = (3 * vision.patch_size ** 2 + 1) * dv + n * dv + non_embedding_params(vision.vit_blocks())
+    projector = 2 * f + (f + 1) * d + (d + 1) * d  # LayerNorm, fc1, fc2 (with biases)
+    return total_params(model) + projector + encoder, non_embedding_params(model) + projector + encoder
+
+
+def image_text_flops(model: ModelConfig, vision, positions: float, trained: float, conversations: int) -> float:
+    """Training FLOPs of `conversations` image-text conversations (one image each) of `positions` input positions
+    on average, `trained` of them trained (the module docstring explains the count; IMAGE_TEXT_FLOPS_FORMULA
+    writes it out). `model.vocab_size` must be the language model's real one (the tokenizer's and the image
+    placeholder)."""
+    _check_vit(vision)
+    n, dv, d = vision.tokens_per_image, vision.d_model, model.d_model
+    encoder = 6 * n * (3 * vision.patch_size ** 2 * dv + non_embedding_params(vision.vit_blocks())) \
+        + 12 * vision.n_layers * dv * n * n
+    projector = 6 * n * (vision.feature_dim * d + d * d)
+    language = 6 * positions * non_embedding_params(model) + 12 * model.n_layers * d * positions * positions \
+        + 6 * trained * model.vocab_size * d
+    return float(conversations * (encoder + projector + language))
 
 
 # Dense (no sparsity) peak throughput in FLOP/s, by substring of torch.cuda.get_device_name(), for bf16.

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("model", metavar="RUN", help="a vlm run directory (or its model/ folder)")
     e.add_argument("--scenes", type=int, default=200, help="held-out scenes to ask about (default 200)")
     e.add_argument("--kinds", default=None, help="comma-separated scene kinds (default: the run's)")
+    e.add_argument("--sets", default=None, help="comma-separated labelled image sets (mnist, fashion_mnist, "
+                                                 "tuxpaint; default: the run's; 'none' for none)")
+    e.add_argument("--set-images", type=int, default=200, help="held-out images per set (default 200)")
     e.set_defaults(func=_eval)
 
 
@@ -47,25 +50,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from foresight.config import load_config
-    from foresight.data.scenes import KINDS
     from foresight.errors import ForesightError
-    from foresight.vlm.config import VLMConfig
+    from foresight.vlm.config import VLMConfig, VLMDataConfig
     from foresight.vlm.model_io import load_vlm
     from foresight.vlm.vqa import evaluate_vqa
 
-    if args.scenes < 1:
-        raise ForesightError(f"--scenes must be at least 1, not {args.scenes}")
+    if args.scenes < 0 or args.set_images < 0:
+        raise ForesightError("--scenes and --set-images must be at least 0")
     built = load_vlm(args.model)
-    kinds = tuple(args.kinds.split(",")) if args.kinds else None
     run_config = Path(args.model) / "config.toml"
-    if kinds is None:
-        kinds = tuple(load_config(run_config, VLMConfig).data.kinds) if run_config.is_file() else KINDS
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise ForesightError(f"--kinds: unknown scene kind {unknown[0]!r} (kinds: {', '.join(KINDS)})")
-    result = evaluate_vqa(built.vlm, built.tokenizer, args.scenes, kinds)
+    data = load_config(run_config, VLMConfig).data if run_config.is_file() else VLMDataConfig()
+    changes = {"heldout_scenes": args.scenes, "set_heldout": args.set_images}
+    if args.kinds is not None:
+        changes["kinds"] = [k for k in args.kinds.split(",") if k and k != "none"]
+    if args.sets is not None:
+        changes["sets"] = [k for k in args.sets.split(",") if k and k != "none"]
+    try:
+        data = replace(data, **changes)  # validated again: an unknown kind or set is named
+    except ValueError as e:
+        raise ForesightError(f"--kinds/--sets: {e}") from None
+    result = evaluate_vqa(built.vlm, built.tokenizer, data)
     print(json.dumps(result, indent=1))
     return 0

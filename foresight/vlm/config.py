@@ -24,6 +24,7 @@ from typing import Literal
 
 from foresight.align.config import no_token_budget
 from foresight.config import TrainConfig
+from foresight.data.labelled import SETS
 from foresight.data.scenes import KINDS
 from foresight.model.config import ModelConfig
 from foresight.model.vision import VisionConfig
@@ -38,13 +39,24 @@ class VLMDataConfig:
     kinds: list[str] = field(default_factory=lambda: list(KINDS))
     train_scenes: int = 20000
     heldout_scenes: int = 200
+    # Labelled image sets (foresight.data.labelled: mnist, fashion_mnist, tuxpaint), fetched once into the data
+    # cache; the first set_train training images of each (0 = all) and the first set_heldout held-out ones.
+    sets: list[str] = field(default_factory=list)
+    set_train: int = 0
+    set_heldout: int = 200
 
     def __post_init__(self) -> None:
         unknown = [k for k in self.kinds if k not in KINDS]
-        if unknown or not self.kinds:
-            raise ValueError(f"kinds: {', '.join(map(repr, unknown)) or 'empty'}; choose from {', '.join(KINDS)}")
-        if self.train_scenes < 1 or self.heldout_scenes < 0:
-            raise ValueError("train_scenes must be at least 1 and heldout_scenes at least 0")
+        if unknown or not (self.kinds or self.sets):
+            raise ValueError(f"kinds: {', '.join(map(repr, unknown)) or 'empty (and no sets)'}; choose from "
+                             f"{', '.join(KINDS)}")
+        unknown = [s for s in self.sets if s not in SETS]
+        if unknown:
+            raise ValueError(f"sets: {', '.join(map(repr, unknown))}; choose from {', '.join(SETS)}")
+        if (self.kinds and self.train_scenes < 1) or self.heldout_scenes < 0 or self.set_train < 0 \
+                or self.set_heldout < 0:
+            raise ValueError("train_scenes must be at least 1 (with kinds), heldout_scenes, set_train and "
+                             "set_heldout at least 0")
 
 
 @dataclass
@@ -57,7 +69,7 @@ class VLMOptions:
     image_token: str = ""
     epochs: float = 1.0
     steps: int = 0
-    # Held-out VQA questions answered at the end (greedy, with and without the image); 0 = skip.
+    # Held-out VQA questions of each type answered at the end (greedy, with and without the image); 0 = skip.
     eval_questions: int = 200
 
 
