@@ -17,11 +17,10 @@ import json
 import time
 from pathlib import Path
 
-from foresight.config import dump_config, load_config
+from foresight.config import dump_config
 from foresight.files import sha256_file
 from foresight.errors import ForesightError
-from foresight.scaling.ladder import (ForecastConfig, load_plan, plan_ladder, run_ladder, target_compute,
-                                      write_plan)
+from foresight.scaling.ladder import ForecastConfig, ladder_kind, load_plan, plan_ladder, run_ladder, write_plan
 from foresight.files import atomic_write_text
 
 LEVEL = 0.9
@@ -64,7 +63,12 @@ class _Stages:
 def resolve_vocab(fc: ForecastConfig) -> None:
     """Fill the target's `vocab_size = 0` ("from the tokenizer") with the prepared corpus's vocabulary size, so that
     everything computed from the target (its compute, the plan's extrapolation) counts the output head. The corpus
-    is read even when the size is given: a corpus that was never prepared is named here, before any training."""
+    is read even when the size is given: a corpus that was never prepared is named here, before any training.
+
+    An image-text target has no prepared corpus: its tokenizer is learned from the scenes' texts, and the plan
+    measures its vocabulary then (image_text.conversation_stats)."""
+    if fc.modality != "text":
+        return
     from foresight.data.shards import read_manifest
     from foresight.data.prepare import resolve_data_dir
 
@@ -131,12 +135,14 @@ def _fit_ladder(summaries: list[dict], c_target: float, fit_config) -> dict:
     return fit
 
 
-def loss_entry(fit: dict, target_cfg_path: Path, ladder_summaries: dict[str, Path]) -> dict:
-    """The ledger entry of the loss prediction in fit.json (`_fit_ladder`'s dict)."""
+def loss_entry(fit: dict, target_cfg_path: Path, ladder_summaries: dict[str, Path], name: str | None = None) -> dict:
+    """The ledger entry of the loss prediction in fit.json (`_fit_ladder`'s dict); `name` names what the loss is
+    (an image-text target's "held-out image-text loss"; a text forecast's prediction has no name)."""
     from foresight.scaling.ledger import make_entry
 
     p = fit["prediction"]
-    return make_entry("loss", fit["law"], [{**p, "params": fit["params"]}],
+    named = {"name": name} if name else {}
+    return make_entry("loss", fit["law"], [{**named, **p, "params": fit["params"]}],
                       ladder_results={name: sha256_file(path) for name, path in ladder_summaries.items()},
                       target_config_sha256=sha256_file(target_cfg_path), target_compute=p["x"])
 
@@ -164,7 +170,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     out = Path(out)
     resolve_vocab(fc)
     _check_config(out, fc)
-    c_target = target_compute(fc.target)
+    kind = ladder_kind(fc.modality)
     target_dir = out / "target"
     target_cfg_path = out / "target_config.toml"
     cc = fc.capabilities
@@ -181,8 +187,11 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
             _say(f"  {r['name']}: {r['compute']:.2e} FLOPs, {r['params']:,} params "
                  f"({r['non_embedding_params']:,} non-embedding), {r['tokens']:,} tokens, batch {r['batch_size']}, "
                  f"{r['steps']} steps")
-        _say(f"  target: {c_target:.2e} FLOPs = {plan['extrapolation']:.0f}x the largest ladder run")
+        what = "" if fc.modality == "text" else f" ({fc.modality})"
+        _say(f"  target{what}: {plan['target_compute']:.2e} FLOPs = {plan['extrapolation']:.0f}x the largest "
+             f"ladder run")
     plan = load_plan(out)
+    c_target = plan["target_compute"]  # computed once, when planning (an image-text target's needs its data)
 
     # Ladder.
     ladder_done = all((out / "runs" / r["name"] / "summary.json").is_file() for r in plan["runs"])
@@ -198,7 +207,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
         _write_json(out / "fit.json", _fit_ladder(summaries, c_target, fc.fit))
     fit = json.loads((out / "fit.json").read_text())
     p = fit["prediction"]
-    _say(f"  predicted final loss at {c_target:.2e} FLOPs: {p['y']:.4f} "
+    _say(f"  predicted {kind.loss_name} at {c_target:.2e} FLOPs: {p['y']:.4f} "
          f"(90% interval {p['low']:.4f} - {p['high']:.4f})")
 
     # Capabilities: the ladder's pass rates and the fit (before anything is registered or the target starts).
@@ -213,7 +222,8 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
         from foresight.scaling.ledger import register
 
         summaries_paths = {r["name"]: out / "runs" / r["name"] / "summary.json" for r in plan["runs"]}
-        registered = register(out / "ledger.jsonl", loss_entry(fit, target_cfg_path, summaries_paths),
+        registered = register(out / "ledger.jsonl",
+                              loss_entry(fit, target_cfg_path, summaries_paths, kind.prediction_name),
                               target_run_dir=target_dir, signing_key=key)
         _write_json(out / "prediction.json", registered)
         _say(f"  registered as entry {registered['index']} in {out / 'ledger.jsonl'}")
@@ -229,15 +239,14 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     target_done = (target_dir / "summary.json").is_file()
     stage(f"train the target ({c_target:.2e} FLOPs)", target_done)
     if not target_done:
-        from foresight.train.trainer import train
-
-        train(load_config(target_cfg_path), target_dir, resume=True, progress=True)
+        kind.train_run(target_cfg_path, target_dir)
     actual = json.loads((target_dir / "summary.json").read_text())
     caps_result = _capabilities_after_target(out, fc, caps_fit, stage, jobs) if cc is not None else None
 
     # Verdict, figure, report.
     stage("verdict and report", False)
     result = {
+        "modality": fc.modality,
         "predicted_loss": p["y"],
         "interval": [p["low"], p["high"]],
         "interval_level": p["level"],
@@ -272,7 +281,8 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
             write_capability_figure(out / "capabilities_vs_compute.png", caps_fit, caps_result["buckets"])
         write_hindsight_figure(out / "hindsight_vs_compute.png", caps_result["hindsight_neglect"], c_target)
     write_report(out / "report.html", fit, result, out)
-    _say(f"predicted {result['predicted_loss']:.4f} [{p['low']:.4f}, {p['high']:.4f}], actual "
+    what = "" if fc.modality == "text" else f"{kind.loss_name}: "
+    _say(f"{what}predicted {result['predicted_loss']:.4f} [{p['low']:.4f}, {p['high']:.4f}], actual "
          f"{result['actual_loss']:.4f}: error {100 * result['relative_error']:+.2f}% at "
          f"{result['extrapolation']:.0f}x extrapolation; "
          f"{'inside' if result['inside_interval'] else 'OUTSIDE'} the 90% interval")

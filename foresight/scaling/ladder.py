@@ -2,6 +2,11 @@
 for a compute-optimal number of tokens, with the same hyperparameters at every size (muP makes that legitimate).
 
 `plan_ladder` turns a forecast config into run configs; `run_ladder` trains the pending ones, resumably.
+
+A target is a language-model run (`foresight train`, the default) or, with `modality = "image-text"`, an image-text
+run (`foresight vlm train`). What differs between the two — how a run's compute and parameters are counted, how
+its config and command look — is one `LadderKind` subclass each (`TextLadder` here, `ImageTextLadder` in
+image_text.py); the levels, the dial, the batch rule and the scheduling are shared.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from foresight.config import (RunConfig, TrainConfig, config_from_dict, config_to_dict, dump_config, load_config,
                               read_toml)
@@ -130,6 +136,9 @@ class ForecastConfig:
     # The [forecast.capabilities] table, or None when the config has none (a loss forecast only). It is read by
     # load_forecast_config, not by the generic loader: see there.
     capabilities: CapabilitiesConfig | None = None
+    # What the target is: "text" (a RunConfig, `foresight train`) or "image-text" (a VLMConfig, `foresight vlm
+    # train`; the config is then an image_text.ImageTextForecastConfig, chosen by load_forecast_config).
+    modality: Literal["text", "image-text"] = "text"
 
     def __post_init__(self) -> None:
         lc = self.ladder
@@ -165,19 +174,7 @@ def counted_params(cfg: ModelConfig, lc: LadderConfig) -> int:
     return non_embedding_params(cfg) if lc.param_count == "non_embedding" else total_params(cfg)
 
 
-def size_for_compute(compute: float, lc: LadderConfig, template: ModelConfig, seq_len: int) -> tuple[ModelConfig, int]:
-    """The dial setting whose compute-optimal token count best spends `compute`; returns (model, tokens)."""
-    best = None
-    for width in range(lc.head_dim * 2, lc.max_width + 1, lc.head_dim):
-        cfg = dial(width, lc, template)
-        tokens = compute / flops_per_token(cfg, seq_len)
-        miss = abs(math.log(tokens / (lc.tokens_per_param * counted_params(cfg, lc))))
-        if best is None or miss < best[0]:
-            best = (miss, cfg, int(tokens))
-    return best[1], best[2]
-
-
-def ladder_batch(tokens: int, target_tokens: int, target_batch: int, seq_len: int, lc: LadderConfig) -> int:
+def ladder_batch(tokens: float, target_tokens: float, target_batch: int, seq_len: float, lc: LadderConfig) -> int:
     """Sequences per step for a run of `tokens`: the target's batch scaled by √(tokens / target tokens), so the
     number of optimizer steps also grows as √tokens, smoothly along the ladder and on to the target.
 
@@ -185,7 +182,8 @@ def ladder_batch(tokens: int, target_tokens: int, target_batch: int, seq_len: in
     rule (halve the batch until a run has >= min_steps steps) gave neighbouring runs 565 and 324 steps, and a run
     with 2x the compute of its neighbour finished at a *higher* loss (docs/LOG.md). Batch ∝ √D follows the growth of
     the critical batch with scale (e.g. DeepSeek LLM 2024 fit B_opt ∝ C^0.33). Floors: min_batch, and then enough
-    steps (min_steps) where the batch can still shrink. The batch moves in steps of batch_multiple."""
+    steps (min_steps) where the batch can still shrink. The batch moves in steps of batch_multiple. `seq_len` is
+    the tokens per sequence (an image-text run's is its conversations' mean length)."""
     m = lc.batch_multiple
     batch = m * math.ceil(max(lc.min_batch, round(target_batch * math.sqrt(tokens / target_tokens))) / m)
     while batch - m >= lc.min_batch and tokens / (batch * seq_len) < lc.min_steps:
@@ -193,7 +191,12 @@ def ladder_batch(tokens: int, target_tokens: int, target_batch: int, seq_len: in
     return batch
 
 
-def target_compute(target: RunConfig) -> float:
+def target_compute(target) -> float:
+    """The target run's training FLOPs: a RunConfig's, or an image-text target's (image_text.py)."""
+    if not isinstance(target, RunConfig):
+        from foresight.scaling.image_text import ImageTextLadder
+
+        return ImageTextLadder.target_compute(target)
     steps, tokens = plan_length(target)
     return flops_per_token(target.model, target.train.seq_len) * tokens
 
@@ -205,42 +208,163 @@ def compute_levels(c_target: float, lc: LadderConfig) -> list[float]:
     return [c_max / lc.span ** (1 - i / (lc.runs - 1)) for i in range(lc.runs)]
 
 
+def ladder_train(train: TrainConfig, batch: int, steps: int, lc: LadderConfig, tokens: int = 0) -> TrainConfig:
+    """A ladder run's [train] table: the target's, at the run's batch, evaluated only as the ladder says, and
+    checkpointed four times (so an interrupted run loses little); `tokens` is a text run's length."""
+    return TrainConfig(**{**config_to_dict(train), "tokens": tokens, "flops": 0.0, "tokens_per_param": 0.0,
+                          "batch_size": batch, "micro_batch_size": 0, "eval_every": lc.eval_every,
+                          "checkpoint_every": max(50, steps // 4)})
+
+
+class LadderKind:
+    """How a ladder is planned and trained for one kind of target; a subclass says what differs by kind (each
+    method's docstring), and the two methods here — the dial setting for a compute level, and the run it
+    becomes — are shared."""
+
+    modality = ""
+    command: tuple[str, ...] = ()  # the `foresight` command that trains one run from its config
+    loss_name = ""  # what the forecast predicts, in its messages
+    prediction_name: str | None = None  # the name of the ledger entry's prediction (None: unnamed)
+
+    def __init__(self, target, lc: LadderConfig):
+        self.target, self.lc = target, lc
+        self.template: ModelConfig = target.model  # the model the dial reshapes
+        self.per_sequence: float = target.train.seq_len  # tokens per training sequence
+        self.target_tokens: float = 0.0  # the target's tokens, for the batch rule
+
+    @staticmethod
+    def schema() -> type:
+        """The config schema of a run."""
+        raise NotImplementedError
+
+    @staticmethod
+    def train_run(config: Path, out: Path) -> None:
+        """Train (or resume) the run of the config file `config` in `out`, in this process (the target)."""
+        raise NotImplementedError
+
+    def per_token(self, model: ModelConfig) -> float:
+        """Training FLOPs per token of a run of `model`."""
+        raise NotImplementedError
+
+    def sizes(self, model: ModelConfig) -> tuple[int, int]:
+        """(all parameters, non-embedding parameters) of a run of `model`."""
+        raise NotImplementedError
+
+    def compute(self) -> float:
+        """The target's training FLOPs."""
+        raise NotImplementedError
+
+    def run_compute(self, model: ModelConfig, batch: int, steps: int) -> tuple[float, int]:
+        """(training FLOPs, tokens) of a run of `model` for `steps` steps of `batch` sequences."""
+        raise NotImplementedError
+
+    def run_config(self, model: ModelConfig, batch: int, steps: int):
+        """The full config of that run, trained as the target is."""
+        raise NotImplementedError
+
+    def counted(self, model: ModelConfig) -> int:
+        total, non_embedding = self.sizes(model)
+        return non_embedding if self.lc.param_count == "non_embedding" else total
+
+    def size(self, compute: float) -> tuple[ModelConfig, int]:
+        """The dial setting whose compute-optimal token count best spends `compute`; returns (model, tokens)."""
+        lc, best = self.lc, None
+        for width in range(lc.head_dim * 2, lc.max_width + 1, lc.head_dim):
+            cfg = dial(width, lc, self.template)
+            tokens = compute / self.per_token(cfg)
+            miss = abs(math.log(tokens / (lc.tokens_per_param * self.counted(cfg))))
+            if best is None or miss < best[0]:
+                best = (miss, cfg, int(tokens))
+        return best[1], best[2]
+
+    def run(self, name: str, model: ModelConfig, tokens: int) -> dict:
+        """One ladder run of `model` on about `tokens` tokens, trained as the target is (its batch from
+        `ladder_batch`): name, compute, sizes, and the full config."""
+        lc = self.lc
+        batch = ladder_batch(tokens, self.target_tokens, self.target.train.batch_size, self.per_sequence, lc)
+        # whole steps, rounded down: a run never uses more than its planned compute, so the extrapolation to the
+        # target is at least ladder.extrapolation (the issue's "at most 1/1,000 of the target" on the GPU config)
+        steps = max(1, int(tokens // (batch * self.per_sequence)))
+        compute, run_tokens = self.run_compute(model, batch, steps)
+        params, non_embedding = self.sizes(model)
+        return {
+            "name": name,
+            "compute": compute,
+            "params": params,
+            "non_embedding_params": non_embedding,
+            "tokens": run_tokens,
+            "tokens_per_param": run_tokens / self.counted(model),
+            "batch_size": batch,
+            "steps": steps,
+            "config": self.run_config(model, batch, steps),
+        }
+
+
+class TextLadder(LadderKind):
+    """Language-model runs (`foresight train`): compute from train/flops.py's flops_per_token."""
+
+    modality = "text"
+    command = ("train",)
+    loss_name = "final loss"
+
+    def __init__(self, target: RunConfig, lc: LadderConfig):
+        if target.model.vocab_size == 0:
+            raise ValueError("plan_ladder needs the target's vocab_size: call forecast.resolve_vocab(fc) first")
+        super().__init__(target, lc)
+        self.target_tokens = plan_length(target)[1]
+
+    @staticmethod
+    def schema() -> type:
+        return RunConfig
+
+    @staticmethod
+    def train_run(config: Path, out: Path) -> None:
+        from foresight.train.trainer import train
+
+        train(load_config(config), out, resume=True, progress=True)
+
+    def per_token(self, model: ModelConfig) -> float:
+        return flops_per_token(model, self.target.train.seq_len)
+
+    def sizes(self, model: ModelConfig) -> tuple[int, int]:
+        return total_params(model), non_embedding_params(model)
+
+    def compute(self) -> float:
+        return target_compute(self.target)
+
+    def run_compute(self, model: ModelConfig, batch: int, steps: int) -> tuple[float, int]:
+        tokens = steps * batch * self.target.train.seq_len
+        return self.per_token(model) * tokens, tokens
+
+    def run_config(self, model: ModelConfig, batch: int, steps: int) -> RunConfig:
+        train = ladder_train(self.target.train, batch, steps, self.lc, tokens=steps * batch * self.target.train.seq_len)
+        return RunConfig(model=model, data=copy.deepcopy(self.target.data), train=train)
+
+
+def ladder_kind(modality: str) -> type[LadderKind]:
+    if modality == "image-text":
+        from foresight.scaling.image_text import ImageTextLadder
+
+        return ImageTextLadder
+    return TextLadder
+
+
 def ladder_run(name: str, model: ModelConfig, tokens: int, target: RunConfig, lc: LadderConfig) -> dict:
-    """One ladder run of `model` on about `tokens` tokens, trained as the target is (its batch from `ladder_batch`):
-    name, compute, sizes, and the full RunConfig. `target` must have its vocab_size resolved."""
-    target_tokens = plan_length(target)[1]
-    batch = ladder_batch(tokens, target_tokens, target.train.batch_size, target.train.seq_len, lc)
-    # whole steps, rounded down: a run never uses more than its planned compute, so the extrapolation to the
-    # target is at least ladder.extrapolation (the issue's "at most 1/1,000 of the target" on the GPU config)
-    steps = max(1, tokens // (batch * target.train.seq_len))
-    train = TrainConfig(**{**config_to_dict(target.train), "tokens": steps * batch * target.train.seq_len,
-                           "flops": 0.0, "tokens_per_param": 0.0, "batch_size": batch, "micro_batch_size": 0,
-                           "eval_every": lc.eval_every, "checkpoint_every": max(50, steps // 4)})
-    return {
-        "name": name,
-        "compute": flops_per_token(model, train.seq_len) * train.tokens,
-        "params": total_params(model),
-        "non_embedding_params": non_embedding_params(model),
-        "tokens": train.tokens,
-        "tokens_per_param": train.tokens / counted_params(model, lc),
-        "batch_size": batch,
-        "steps": steps,
-        "config": RunConfig(model=model, data=copy.deepcopy(target.data), train=train),
-    }
+    """One text ladder run of `model` on about `tokens` tokens (`LadderKind.run`). `target` must have its
+    vocab_size resolved."""
+    return TextLadder(target, lc).run(name, model, tokens)
 
 
 def plan_ladder(fc: ForecastConfig) -> list[dict]:
-    """The ladder runs: name, compute, model and training settings, and the full RunConfig of each. The target's
+    """The ladder runs: name, compute, model and training settings, and the full config of each. A text target's
     vocab_size must be resolved first (`forecast.resolve_vocab`), so its compute counts the output head."""
-    target = fc.target
-    if target.model.vocab_size == 0:
-        raise ValueError("plan_ladder needs the target's vocab_size: call forecast.resolve_vocab(fc) first")
     lc = fc.ladder
-    c_target = target_compute(target)
+    kind = ladder_kind(fc.modality)(fc.target, lc)
+    c_target = kind.compute()
     runs = []
     for i, compute in enumerate(compute_levels(c_target, lc)):
-        model, tokens = size_for_compute(compute, lc, target.model, target.train.seq_len)
-        runs.append(ladder_run(f"run{i:02d}_d{model.d_model}_l{model.n_layers}", model, tokens, target, lc))
+        model, tokens = kind.size(compute)
+        runs.append(kind.run(f"run{i:02d}_d{model.d_model}_l{model.n_layers}", model, tokens))
     largest = runs[-1]["compute"]
     if largest > c_target / 10:
         raise ForesightError(f"the largest ladder run ({largest:.3g} FLOPs) is over a tenth of the target "
@@ -257,6 +381,8 @@ def write_plan(runs: list[dict], out: Path, target: RunConfig) -> dict:
         "target_compute": target_compute(target),
         "runs": [{k: v for k, v in r.items() if k != "config"} for r in runs],
     }
+    if not isinstance(target, RunConfig):
+        plan["modality"] = "image-text"  # which command trains the runs (a text plan, as before, has no key)
     plan["extrapolation"] = plan["target_compute"] / runs[-1]["compute"]
     atomic_write_text(out / "plan.json", json.dumps(plan, indent=1) + "\n")
     return plan
@@ -276,11 +402,13 @@ def run_status(out: Path, name: str) -> str:
     return "partial" if (run / "checkpoints").is_dir() else "pending"
 
 
-def _train_command(config: Path, run: Path, threads: int, procs: int = 1) -> list[str]:
-    """`foresight train` for one ladder run; with procs > 1, one torchrun job of that many data-parallel processes."""
+def _train_command(config: Path, run: Path, threads: int, procs: int = 1, command: tuple[str, ...] = ("train",)
+                   ) -> list[str]:
+    """`foresight train` (or `command`, e.g. vlm train) for one ladder run; with procs > 1, one torchrun job of
+    that many data-parallel processes."""
     launcher = [sys.executable] if procs == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
-    return [*launcher, "-m", "foresight", "train", str(config), "--out", str(run), "--resume", "--no-progress",
+    return [*launcher, "-m", "foresight", *command, str(config), "--out", str(run), "--resume", "--no-progress",
             "--set", f"train.threads={threads}"]
 
 
@@ -320,8 +448,9 @@ def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1) -> l
     GPUs, and jobs=0 then means as many runs at once as there are groups of that many GPUs). Every pending run's
     batch must divide by it: plan with ladder.batch_multiple set to it."""
     plan = load_plan(out)
+    kind = ladder_kind(plan.get("modality", "text"))
     names = [r["name"] for r in plan["runs"]]
-    gpus = ladder_gpus(load_config(out / "configs" / f"{names[0]}.toml").train.device)
+    gpus = ladder_gpus(load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device)
     pending = [n for n in names if run_status(out, n) != "done"]
     _check_split(plan, pending, procs_per_run, gpus)
     jobs = jobs or len(gpus) // procs_per_run or max(1, (os.cpu_count() or 1) // procs_per_run)
@@ -338,7 +467,8 @@ def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1) -> l
         say(f"  {name}: {s['flops']:.2e} FLOPs, {s['params']:,} params, {s['tokens']:,} tokens -> "
             f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
 
-    failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads, procs_per_run),
+    failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads, procs_per_run,
+                                            kind.command),
                           out / "runs" / n / "train.log") for n in queue], jobs, done, say, log_mode="a",
                         slot_env=gpu_slot_env(gpus, procs_per_run))
     if failures:
@@ -377,7 +507,10 @@ def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfi
     That table is validated on its own, through a schema in which it is always present (_CapabilitiesFile): the
     generic loader would accept an optional table too, but its error for a bad key inside one names only the
     table, while this way the message names the key (`forecast.capabilities.sampels`, with the closest valid
-    one). `--set forecast.capabilities.KEY=VALUE` overrides go to it, and create the table if the file has none."""
+    one). `--set forecast.capabilities.KEY=VALUE` overrides go to it, and create the table if the file has none.
+
+    `modality` (the file's, or a `--set modality=...`) picks the schema: ForecastConfig for a text target, or
+    image_text.ImageTextForecastConfig, whose [target] is a VLMConfig."""
     path = Path(path)
     table = read_toml(path)
     if "capabilities" in table:
@@ -385,7 +518,11 @@ def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfi
     forecast_table = table.pop("forecast", None)
     own = [o for o in overrides if o.split("=", 1)[0].strip().split(".")[0] == "forecast"]
     rest = [o for o in overrides if o not in own]
-    fc = config_from_dict(ForecastConfig, table, rest, source=str(path))
+    schema = _forecast_schema(path, table, rest)
+    fc = config_from_dict(schema, table, rest, source=str(path))
+    if fc.modality != "text" and (forecast_table is not None or own):
+        raise ForesightError(f"{path}: [forecast.capabilities] measures pass rates on Python exercises, a text "
+                             f"model's; it has no meaning for modality = {fc.modality!r}")
     if forecast_table is not None or own:
         if forecast_table is not None and not isinstance(forecast_table, dict):
             raise ForesightError(f"{path}: forecast must be a table ([forecast.capabilities])")
@@ -394,13 +531,39 @@ def load_forecast_config(path: Path, overrides: list[str] = ()) -> ForecastConfi
     return fc
 
 
+def _forecast_schema(path: Path, table: dict, overrides: list[str]) -> type:
+    """ForecastConfig, or ImageTextForecastConfig where `modality` (the last override's, else the file's) is
+    "image-text". Any other value is left to the schema's own check, which names it."""
+    from foresight.config import _parse_override
+
+    modality = table.get("modality", "text")
+    for o in overrides:
+        try:
+            key, value = _parse_override(o)
+        except ValueError:
+            continue  # the loader names a malformed override
+        if key == ["modality"]:
+            modality = value
+    if modality == "image-text":
+        from foresight.scaling.image_text import ImageTextForecastConfig
+
+        return ImageTextForecastConfig
+    target = table.get("target")
+    if modality == "text" and isinstance(target, dict) and "vision" in target:  # the one hint the generic "unknown key" cannot give
+        raise ForesightError(f"{path}: unknown key 'target.vision': a target with [target.vision] is an image-text "
+                             f"run; set modality = \"image-text\"")
+    return ForecastConfig
+
+
 def dump_forecast_config(fc: ForecastConfig) -> str:
     """TOML of a forecast config, capabilities under [forecast.capabilities] and left out when there are none, and
-    [fit] and ladder.batch_multiple left out when they are the defaults (so a config that uses none of them dumps
-    exactly as before they existed, and its saved forecasts still match it)."""
+    [fit], ladder.batch_multiple and modality = "text" left out when they are the defaults (so a config that uses
+    none of them dumps exactly as before they existed, and its saved forecasts still match it)."""
     import tomli_w
 
     table = config_to_dict(fc)
+    if fc.modality == "text":
+        del table["modality"]
     if fc.fit == FitConfig():
         del table["fit"]
     if fc.ladder.batch_multiple == LadderConfig.batch_multiple:

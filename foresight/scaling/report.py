@@ -8,6 +8,15 @@ import json
 from pathlib import Path
 
 
+# What the loss is, by the target's modality (forecast.json's "modality"; absent before it existed: text).
+LOSS_LABELS = {"text": "validation loss (nats/token)",
+               "image-text": "held-out image-text loss (nats per assistant token)"}
+
+
+def _image_text(result: dict) -> bool:
+    return result.get("modality", "text") == "image-text"
+
+
 def write_figure(path: Path, fit: dict, result: dict) -> None:
     import matplotlib
 
@@ -35,8 +44,9 @@ def write_figure(path: Path, fit: dict, result: dict) -> None:
                label=f"actual {result['actual_loss']:.3f} ({100 * result['relative_error']:+.2f}%)")
     ax.set_xscale("log")
     ax.set_xlabel("compute (fraction of the target run's)")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title(f"Loss forecast across {result['extrapolation']:.0f}x extrapolation")
+    ax.set_ylabel(LOSS_LABELS[result.get("modality", "text")])
+    what = "Image-text loss" if _image_text(result) else "Loss"
+    ax.set_title(f"{what} forecast across {result['extrapolation']:.0f}x extrapolation")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
@@ -103,8 +113,8 @@ body {{ font-family: system-ui, sans-serif; max-width: 900px; margin: 2em auto; 
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 th {{ background: #f4f4f4; }} .big {{ font-size: 1.3em; }} pre {{ background: #f7f7f7; padding: 1em; overflow: auto; }}
 </style></head><body>
-<h1>Loss forecast</h1>
-<p class="big">Predicted <b>{result['predicted_loss']:.4f}</b>
+<h1>{"Image-text loss" if _image_text(result) else "Loss"} forecast</h1>
+{_modality_note(result)}<p class="big">Predicted <b>{result['predicted_loss']:.4f}</b>
 (90% interval {result['interval'][0]:.4f} – {result['interval'][1]:.4f}); actual <b>{result['actual_loss']:.4f}</b>:
 error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
 <b>{result['extrapolation']:.0f}×</b> extrapolation.</p>
@@ -125,6 +135,16 @@ error <b>{100 * result['relative_error']:+.2f}%</b>, {verdict} the interval, at
     from foresight.files import atomic_write_text
 
     atomic_write_text(path, page)
+
+
+def _modality_note(result: dict) -> str:
+    if not _image_text(result):
+        return ""
+    return ("<p>The target is an image-text model (a ViT encoder and a projector feeding a language model, trained "
+            "together from scratch on captions and questions about synthetic scenes). The ladder reshapes the "
+            "language model and keeps the encoder; the loss is the mean cross-entropy on the assistant's tokens of "
+            "held-out scenes' conversations, and compute counts the encoder, the projector and the language model "
+            "over every input position, image tokens included (<code>foresight/train/flops.py</code>).</p>\n")
 
 
 def _capabilities_section(result: dict, out: Path) -> str:
