@@ -267,6 +267,8 @@ metrics: [acc]
     (("target: answer\n", ""), r"field 'target': is required"),
     (("prompt: \"{question}\"", "prompt: \"{question\""), r"field 'prompt': is not a valid template"),
     (("options: {n: 4}", "options: {n: 4, colour: red}"), r"field 'source.options': .*colour"),
+    (("metrics: [acc]", "metrics: [acc]\nimage: picture"), r"field 'image': an image goes in a chat message"),
+    (("metrics: [acc]", "metrics: [acc]\nmajority: common"), r"field 'majority': is the baseline of an image task"),
 ])
 def test_malformed_spec_names_the_file_and_field(tmp_path, change, message):
     path = tmp_path / "t.yaml"
@@ -291,7 +293,8 @@ def test_template_field_missing_from_items_is_named(tmp_path):
 def test_shipped_specs_load():
     from foresight.evals.spec import all_tasks
 
-    assert {s.name for s in all_tasks()} >= {"mmlu", "truthfulqa_mc", "hhh", "hindsight_neglect", "bits_per_byte"}
+    assert {s.name for s in all_tasks()} >= {"mmlu", "truthfulqa_mc", "hhh", "hindsight_neglect", "bits_per_byte",
+                                             "vqa", "mnist", "fashion_mnist", "tuxpaint"}
 
 
 def test_unknown_task_and_model_are_named(capsys):
