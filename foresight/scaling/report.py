@@ -43,6 +43,11 @@ def write_figure(path: Path, fit: dict, result: dict) -> None:
     ax.scatter([1.0], [result["actual_loss"]], marker="*", s=180, color="tab:green", zorder=5,
                label=f"actual {result['actual_loss']:.3f} ({100 * result['relative_error']:+.2f}%)")
     ax.set_xscale("log")
+    # The interval flares where the curve is extrapolated backwards, below the smallest run; the y range follows
+    # the runs, the prediction's interval and the actual loss instead, so that a flare cannot flatten them.
+    seen = [*fit.get("ladder_y", fit["y"]), *fit["y"], p["low"], p["high"], result["actual_loss"]]
+    pad = 0.1 * (max(seen) - min(seen))
+    ax.set_ylim(min(seen) - pad, max(seen) + pad)
     ax.set_xlabel("compute (fraction of the target run's)")
     ax.set_ylabel(LOSS_LABELS[result.get("modality", "text")])
     what = "Image-text loss" if _image_text(result) else "Loss"
