@@ -300,6 +300,8 @@ CASES = [
     case("vlm", "train", "{run}", "--out", "{out}", expect="unknown key"),
     case("vlm", "eval", "{missing}", expect="{missing}", out=None),
     case("vlm", "eval", "{dir}", "--scenes", "0", expect="--scenes", out=None),
+    case("vlm", "eval", "{dir}", "--sets", "bogus", expect="'bogus'", out=None),
+    case("vlm", "eval", "{dir}", "--set-images", "-3", expect="--set-images", out=None),
     case("sample", "{model}", "--image", "{missing}", "--prompt", "hi", expect="{missing}", out=None),
     case("sample", "{model}", "--image", "{bin}", "--prompt", "hi", expect="{bin}", out=None),
     case("sample", "{model}", "--image", "{empty}", "--prompt", "hi", expect="{empty}", out=None),

@@ -61,7 +61,6 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.scenes < 0 or args.set_images < 0:
         raise ForesightError("--scenes and --set-images must be at least 0")
-    built = load_vlm(args.model)
     run_config = Path(args.model) / "config.toml"
     data = load_config(run_config, VLMConfig).data if run_config.is_file() else VLMDataConfig()
     changes = {"heldout_scenes": args.scenes, "set_heldout": args.set_images}
@@ -73,6 +72,10 @@ def _eval(args: argparse.Namespace) -> int:
         data = replace(data, **changes)  # validated again: an unknown kind or set is named
     except ValueError as e:
         raise ForesightError(f"--kinds/--sets: {e}") from None
+    if not (data.heldout_scenes and data.kinds) and not (data.set_heldout and data.sets):
+        raise ForesightError(f"nothing to ask: --scenes {data.heldout_scenes} of kinds {list(data.kinds)}, "
+                             f"--set-images {data.set_heldout} of sets {list(data.sets)}")
+    built = load_vlm(args.model)  # after the flags are checked: a bad flag is named before a slow load
     result = evaluate_vqa(built.vlm, built.tokenizer, data)
     print(json.dumps(result, indent=1))
     return 0
