@@ -66,3 +66,20 @@ def test_an_image_task_on_a_text_only_model_is_refused_naming_the_task(capsys):
     assert main(["eval", "smollm2-135m-instruct", "--tasks", "mnist", "--limit", "2"]) != 0
     err = capsys.readouterr().err
     assert "task mnist asks about images" in err and "reads text only" in err, err
+
+
+def test_the_summary_shows_each_question_type_beside_its_baselines():
+    from foresight.evals.results import format_summary
+
+    def metrics(image, removed, majority):
+        return {"exact_match": image, "exact_match_no_image": removed, "exact_match_majority": majority}
+
+    results = {"tasks": {
+        "vqa": {"shots": 0, "n": 4, "metrics": {**metrics(0.75, 0.25, 0.5), "empty_replies": 0},
+                "groups": {"colour": {"n": 2, **metrics(1.0, 0.0, 0.5)}, "count": {"n": 2, **metrics(0.5, 0.5, 0.5)}}},
+        "mmlu": {"shots": 0, "n": 2, "metrics": {"acc": 0.5}, "groups": {"anatomy": {"n": 2, "acc": 0.5}}},
+    }}
+    lines = format_summary(results).splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[lines.index("") + 3:]}
+    assert rows == {"vqa/colour": ["2", "100.00", "0.00", "50.00"], "vqa/count": ["2", "50.00", "50.00", "50.00"],
+                    "vqa": ["4", "75.00", "25.00", "50.00"]}

@@ -103,8 +103,27 @@ def _table(header: tuple, rows: list[tuple]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
+def image_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """(task or task/group, n, with the image, image removed, majority) for every image task, each group (a
+    question type) first: the comparison an image task exists for, which the long table spreads over three rows."""
+    rows = []
+    for name, task in results["tasks"].items():
+        if "exact_match_no_image" not in task["metrics"]:
+            continue
+        groups = [(f"{name}/{group}", m) for group, m in sorted((task.get("groups") or {}).items())]
+        for label, m in [*groups, (name, {**task["metrics"], "n": task["n"]})]:
+            rows.append((label, str(m.get("n", "")), *(_fmt(m.get(k), True) for k in
+                                                        ("exact_match", "exact_match_no_image",
+                                                         "exact_match_majority"))))
+    return rows
+
+
 def format_summary(results: dict) -> str:
-    return _table(("task", "shots", "n", "metric", "value"), summary_rows(results))
+    text = _table(("task", "shots", "n", "metric", "value"), summary_rows(results))
+    images = image_rows(results)
+    if images:
+        text += "\n\n" + _table(("image task", "n", "image (%)", "image removed (%)", "majority (%)"), images)
+    return text
 
 
 def compare(a: dict, b: dict) -> str:
