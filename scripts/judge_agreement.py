@@ -2,12 +2,19 @@
 
     python scripts/judge_agreement.py [LABELS.jsonl]       confusion matrix, accuracy, precision/recall, disagreements
     python scripts/judge_agreement.py generate OUT.jsonl   the replies that were labelled (see below), unlabelled
+    python scripts/judge_agreement.py --rbrm RUBRIC.yaml [--grader MODEL]
+                                                           a rule-based reward model's grader instead (below)
 
 LABELS (default tests/data/refusal_judge_labels.jsonl) holds one JSON object per line: "id", "source" (refusal,
 over_refusal or steerability), "split", "category", "system" (or null), "prompt" (the user's message), "reply",
 "label" (the hand label: "refusal", "not_refusal" or "empty"), "model" and "generation" (temperature, seed,
 max_new_tokens). The labels were written by reading each reply, before the judge was run on any of them
 (docs/behaviour-evals.md says how, and what counts as a refusal).
+
+`--rbrm` grades the same replies with a rubric (foresight.align.rbrm) read zero-shot by a chat model
+(SmolLM2-135M-Instruct unless --grader), and compares at the granularity the hand labels have: the rubric's refusal
+letters (--refusal-letters, default A,B) against "refusal", the others against "not_refusal". It prints the hand
+label x letter table, accuracy per hand label and per set, and the mean probability the grader gave its letter.
 
 `generate` asks SmolLM2-135M-Instruct (or --model) the prompts SAMPLE lists (refusal and over-refusal prompts of both
 splits, and avoid_topic steerability prompts) through the same chat template and serving engine as the behaviour
@@ -91,6 +98,51 @@ def agreement(rows: list[dict]) -> dict:
             "precision": tp / said_refusal if said_refusal else float("nan"),
             "recall": tp / is_refusal if is_refusal else float("nan"),
             "labels": {h: sum(matrix[h].values()) for h in HAND}, "disagreements": disagreements}
+
+
+def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_letters: tuple[str, ...],
+                   calibrate: bool = False) -> str:
+    """A rubric's zero-shot grader against the hand labels (see the module docstring)."""
+    from foresight.align.rbrm import RBRM, load_rubric
+    from foresight.weights.load import load_model
+
+    rubric = load_rubric(rubric_path)
+    unknown = [x for x in refusal_letters if x not in rubric.categories]
+    if unknown:
+        raise SystemExit(f"--refusal-letters: {unknown[0]!r} is not a category of {rubric_path}")
+    rows = [r for r in rows if r["label"] != "empty"]
+    loaded = load_model(grader)
+    rbrm = RBRM(rubric, loaded.model.eval(), loaded.tokenizer, calibrate=calibrate)
+    probs = []
+    for i in range(0, len(rows), 32):
+        batch = rows[i:i + 32]
+        probs += rbrm.probabilities([r["prompt"] for r in batch], [r["reply"] for r in batch])
+        print(f"\rgraded {len(probs)}/{len(rows)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    letters = list(rubric.categories)
+    table = {h: {x: 0 for x in letters} for h in ("refusal", "not_refusal")}
+    by_set: dict[str, list[int]] = {}
+    confidence = []
+    for row, p in zip(rows, probs):
+        letter = max(p, key=p.get)
+        confidence.append(p[letter])
+        table[row["label"]][letter] += 1
+        right = (letter in refusal_letters) == (row["label"] == "refusal")
+        by_set.setdefault(f"{row['source']} ({row['label']})", [0, 0])
+        by_set[f"{row['source']} ({row['label']})"][0] += right
+        by_set[f"{row['source']} ({row['label']})"][1] += 1
+    right = sum(v[0] for v in by_set.values())
+    lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}, zero-shot; refusal letters "
+             f"{','.join(refusal_letters)}" + ("; calibrated (content-free prior divided out)" if calibrate else ""),
+             "", "hand label x grader's letter",
+             f"{'':>12}" + "".join(f"{x:>6}" for x in letters)]
+    for h, row in table.items():
+        lines.append(f"{h:>12}" + "".join(f"{row[x]:>6}" for x in letters))
+    lines += ["", f"accuracy {right / len(rows):.4f} ({right}/{len(rows)})"]
+    for key, (ok, n) in sorted(by_set.items()):
+        lines.append(f"  {key}: {ok / n:.4f} ({ok}/{n})")
+    lines.append(f"mean probability of the chosen letter {sum(confidence) / len(confidence):.3f}")
+    return "\n".join(lines)
 
 
 def report(result: dict, rows: list[dict]) -> str:
@@ -180,8 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="the refusal judge against hand labels")
     p.add_argument("labels", type=Path, nargs="?", default=DEFAULT_LABELS)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--rbrm", type=Path, help="grade with this rubric (YAML) instead of the phrase rules")
+    p.add_argument("--grader", default="smollm2-135m-instruct", help="the RBRM's grading model")
+    p.add_argument("--refusal-letters", default="A,B", help="the rubric's categories that are refusals")
+    p.add_argument("--calibrate", action="store_true", help="divide out the grader's content-free letter prior")
     args = p.parse_args(argv)
     rows = read_labels(args.labels)
+    if args.rbrm:
+        print(rbrm_agreement(rows, args.rbrm, args.grader, tuple(args.refusal_letters.split(",")),
+                             args.calibrate))
+        return 0
     result = agreement(rows)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "disagreements"}, indent=1))

@@ -139,9 +139,13 @@ class EfficientNetLite0(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, 224, 224] in [0, 1] -> features [B, 49, 1280] (the 7x7 grid, row by row)."""
-        x = (images * 255.0 - 127.0) / 128.0  # the scaling the weights were trained with (TF Lite's)
-        x = self.head(self.blocks(self.stem(x)))
+        x = self.head(self.blocks(self.stem(self.scale(images))))
         return x.flatten(2).transpose(1, 2)
+
+    @staticmethod
+    def scale(images: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> the input range the weights were trained with (TF Lite's (x - 127) / 128)."""
+        return (images * 255.0 - 127.0) / 128.0
 
 
 def lite0_weights_file() -> Path:
