@@ -295,6 +295,13 @@ CASES = [
     case("ledger", "show", "{bin}", expect="{bin}", out=None),
     case("ledger", "show", "{dir}", expect="{dir}", out=None),
     # vlm: configs, runs and flags; images given to sample
+    case("align", "dpo", "{missing}", "--out", "{out}", expect="{missing}"),
+    case("align", "dpo", "{bin}", "--out", "{out}", expect="{bin}"),
+    case("align", "dpo", "{run}", "--out", "{out}", expect="unknown key"),
+    case("align", "dpo", str(CONFIGS / "align-dpo-smollm2.toml"), "--out", "{out}", "--set", "dpo.beta=0",
+         expect="beta"),
+    case("align", "dpo", str(CONFIGS / "align-dpo-smollm2.toml"), "--out", "{out}", "--set", "dpo.loss=hinge",
+         expect="loss"),
     case("vlm", "train", "{missing}", "--out", "{out}", expect="{missing}"),
     case("vlm", "train", "{bin}", "--out", "{out}", expect="{bin}"),
     case("vlm", "train", "{run}", "--out", "{out}", expect="unknown key"),

@@ -10,10 +10,11 @@ from foresight.errors import ForesightError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("align", help="post-training: data, SFT, reward model, score, report",
+    p = sub.add_parser("align", help="post-training: data, SFT, reward model, DPO, score, report",
                        description="Post-training (GPT-4 report, section 2 and Figure 8): build the demonstration "
                                    "and preference data, fine-tune on demonstrations (sft), train a reward model "
-                                   "(rm), score replies with it, and compare behaviour before and after a stage.")
+                                   "(rm), tune on preference pairs directly (dpo), score replies with a reward "
+                                   "model, and compare behaviour before and after a stage.")
     asub = p.add_subparsers(dest="align_command", metavar="STEP", required=True)
 
     d = asub.add_parser("data", help="build the demonstrations, preference pairs and held-out splits",
@@ -24,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--force", action="store_true", help="rebuild even if an intact build exists")
     d.set_defaults(func=_data)
 
+    trainers = {"sft": _sft, "rm": _rm, "dpo": _dpo}
     for name, what in (("sft", "supervised fine-tuning on demonstrations (loss on the assistant's tokens)"),
-                       ("rm", "a reward model on preference pairs (Bradley-Terry)")):
+                       ("rm", "a reward model on preference pairs (Bradley-Terry)"),
+                       ("dpo", "direct preference optimization on preference pairs, against a frozen reference")):
         t = asub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. Writes RUN/config.toml "
                             "(resolved), metrics.jsonl, tensorboard/, checkpoints/, summary.json and model/ (the "
                             "trained model, which `foresight eval|chat|serve RUN` load).")
@@ -35,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="override a config value, e.g. --set train.lr=1e-5 (repeatable)")
         t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
         t.add_argument("--no-progress", action="store_true", help="no progress bar")
-        t.set_defaults(func=_sft if name == "sft" else _rm)
+        t.set_defaults(func=trainers[name])
 
     s = asub.add_parser("score", help="score replies with a reward model",
                         description="Print the reward model's score for each --response to --prompt.")
@@ -88,6 +91,13 @@ def _rm(args: argparse.Namespace) -> int:
     from foresight.align.rm import train_rm
 
     return _train(args, RMConfig, train_rm)
+
+
+def _dpo(args: argparse.Namespace) -> int:
+    from foresight.align.config import DPOConfig
+    from foresight.align.dpo import train_dpo
+
+    return _train(args, DPOConfig, train_dpo)
 
 
 def _score(args: argparse.Namespace) -> int:

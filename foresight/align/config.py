@@ -71,6 +71,31 @@ class RMOptions:
     # Pairs whose longer side exceeds train.seq_len tokens are left out (counted in the summary).
 
 
+@dataclass
+class DPOOptions:
+    epochs: float = 1.0
+    steps: int = 0
+    # The KL strength: implicit reward = beta * (log pi - log pi_ref). TRL's default is 0.1.
+    beta: float = 0.1
+    # "sigmoid" (the paper's) or "ipo"; label_smoothing > 0 is conservative DPO (sigmoid only).
+    loss: str = "sigmoid"
+    label_smoothing: float = 0.0
+    # The frozen reference: "" = the base model (the usual choice: the SFT model DPO starts from).
+    reference: str = ""
+    # Pack the sides of a micro-batch into rows of train.seq_len tokens, as the reward model does.
+    pack: bool = True
+
+    def __post_init__(self) -> None:
+        from foresight.align.dpo import DPO_LOSSES
+
+        if self.loss not in DPO_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(DPO_LOSSES)}, not {self.loss!r}")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, not {self.beta}")
+        if not 0.0 <= self.label_smoothing < 0.5 or (self.label_smoothing and self.loss != "sigmoid"):
+            raise ValueError("label_smoothing must be in [0, 0.5), and only with loss = 'sigmoid'")
+
+
 def no_token_budget(train: TrainConfig, section: str) -> None:
     for key in ("tokens", "flops", "tokens_per_param"):
         if getattr(train, key):
@@ -106,3 +131,18 @@ class RMConfig:
         no_token_budget(self.train, "rm")
         if not self.base.strip():
             raise ValueError("base is empty: name the model to start the reward model from")
+
+
+@dataclass
+class DPOConfig:
+    base: str = "smollm2-135m-instruct"
+    data: AlignDataConfig = field(default_factory=AlignDataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        seq_len=384, batch_size=8, lr=5e-7, schedule="cosine", warmup_fraction=0.1, min_lr_ratio=0.1,
+        weight_decay=0.0, beta2=0.999, eval_every=50, checkpoint_every=100))
+    dpo: DPOOptions = field(default_factory=DPOOptions)
+
+    def __post_init__(self) -> None:
+        no_token_budget(self.train, "dpo")
+        if not self.base.strip():
+            raise ValueError("base is empty: name the model to start from (usually an SFT run)")

@@ -58,12 +58,7 @@ class RewardModel(nn.Module):
 
     def forward(self, sides: "Sides") -> torch.Tensor:
         """One reward per sequence of `sides`, in their order."""
-        if sides.documents is None:
-            hidden = self.lm.hidden_states(sides.tokens)
-        else:
-            hidden = self.lm.hidden_states(sides.tokens, positions=sides.positions,
-                                           attn_mask=document_mask(sides.documents))
-        last = hidden[sides.last_row, sides.last_col]
+        last = side_hidden_states(self.lm, sides)[sides.last_row, sides.last_col]
         return self.head(last.float() if self.head.weight.dtype == torch.float32 else last).squeeze(-1)
 
 
@@ -83,11 +78,20 @@ class Sides:
                        for t in (self.tokens, self.last_row, self.last_col, self.positions, self.documents)))
 
 
+def side_hidden_states(lm: nn.Module, sides: "Sides") -> torch.Tensor:
+    """The language model's final-norm hidden states [R, T, d] over rows laid out by pad_rows or pack_rows (packed
+    sequences each attend only to themselves, from position 0)."""
+    if sides.documents is None:
+        return lm.hidden_states(sides.tokens)
+    return lm.hidden_states(sides.tokens, positions=sides.positions, attn_mask=document_mask(sides.documents))
+
+
 @dataclass
 class Pair:
     chosen: list[int]
     rejected: list[int]
     source: str
+    reply_start: int = 0  # index of the first reply token in both sides (the prompt and the assistant's opening)
 
 
 def tokenize_pairs(tokenizer, records: list[dict], max_len: int) -> tuple[list[Pair], int]:
@@ -100,7 +104,8 @@ def tokenize_pairs(tokenizer, records: list[dict], max_len: int) -> tuple[list[P
         if max(len(chosen), len(rejected)) > max_len:
             too_long += 1
         else:
-            pairs.append(Pair(chosen, rejected, r.get("source", "unknown")))
+            start = len(tokenizer.apply_chat_template(r["messages"], add_generation_prompt=True))
+            pairs.append(Pair(chosen, rejected, r.get("source", "unknown"), start))
     return pairs, too_long
 
 
