@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from foresight.align.config import DPOConfig
-from foresight.align.dpo import reply_batch, reply_logprobs, train_dpo
+from foresight.align.dpo import train_dpo
+from foresight.align.replies import reply_batch, reply_logprobs
 from foresight.align.rm import Pair
 from foresight.config import config_from_dict
 from foresight.errors import ForesightError

@@ -10,11 +10,11 @@ from foresight.errors import ForesightError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("align", help="post-training: data, SFT, reward model, DPO, score, report",
+    p = sub.add_parser("align", help="post-training: data, SFT, reward model, DPO, PPO, score, report",
                        description="Post-training (GPT-4 report, section 2 and Figure 8): build the demonstration "
                                    "and preference data, fine-tune on demonstrations (sft), train a reward model "
-                                   "(rm), tune on preference pairs directly (dpo), score replies with a reward "
-                                   "model, and compare behaviour before and after a stage.")
+                                   "(rm), tune on preference pairs directly (dpo) or by RL (ppo), score replies "
+                                   "with a reward model, and compare behaviour before and after a stage.")
     asub = p.add_subparsers(dest="align_command", metavar="STEP", required=True)
 
     d = asub.add_parser("data", help="build the demonstrations, preference pairs and held-out splits",
@@ -25,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--force", action="store_true", help="rebuild even if an intact build exists")
     d.set_defaults(func=_data)
 
-    trainers = {"sft": _sft, "rm": _rm, "dpo": _dpo}
+    trainers = {"sft": _sft, "rm": _rm, "dpo": _dpo, "ppo": _ppo}
     for name, what in (("sft", "supervised fine-tuning on demonstrations (loss on the assistant's tokens)"),
                        ("rm", "a reward model on preference pairs (Bradley-Terry)"),
-                       ("dpo", "direct preference optimization on preference pairs, against a frozen reference")):
+                       ("dpo", "direct preference optimization on preference pairs, against a frozen reference"),
+                       ("ppo", "RLHF with PPO: rollouts through the serving engine, scored by a reward model, a "
+                               "rubric and reward functions, with a KL penalty to the starting model")):
         t = asub.add_parser(name, help=what, description=f"{what[0].upper()}{what[1:]}. Writes RUN/config.toml "
                             "(resolved), metrics.jsonl, tensorboard/, checkpoints/, summary.json and model/ (the "
                             "trained model, which `foresight eval|chat|serve RUN` load).")
@@ -98,6 +100,13 @@ def _dpo(args: argparse.Namespace) -> int:
     from foresight.align.dpo import train_dpo
 
     return _train(args, DPOConfig, train_dpo)
+
+
+def _ppo(args: argparse.Namespace) -> int:
+    from foresight.align.config import PPOConfig
+    from foresight.align.ppo import train_ppo
+
+    return _train(args, PPOConfig, train_ppo)
 
 
 def _score(args: argparse.Namespace) -> int:

@@ -146,3 +146,92 @@ class DPOConfig:
         no_token_budget(self.train, "dpo")
         if not self.base.strip():
             raise ValueError("base is empty: name the model to start from (usually an SFT run)")
+
+
+@dataclass
+class PPOPrompts:
+    # The prompts rollouts answer: "behaviour" = the built-in disallowed requests (type "disallowed") and allowed
+    # risky-looking ones (type "allowed") of `foresight.align.prompts`, train split; or a JSONL file of
+    # {"messages": [...], "type": "..."} records (type: a rubric's prompt type, e.g. allowed / disallowed).
+    source: str = "behaviour"
+    # Held-out prompts answered greedily after every iteration: the refusal rates the logs show (0 = none).
+    probe: int = 16
+
+
+@dataclass
+class PPOOptions:
+    # Iterations of: sample `rollouts` replies, score them, then `epochs` passes of `minibatch`-sized updates.
+    iterations: int = 10
+    rollouts: int = 16
+    minibatch: int = 8
+    epochs: int = 2
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    # PPO: the clip range of the probability ratio and of the value, the value loss's weight, GAE's gamma and lambda.
+    clip: float = 0.2
+    value_clip: float = 0.2
+    value_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    # The per-token KL penalty to the reference: estimator k1 or k3, its coefficient, and an adaptive controller
+    # when kl_target > 0 (Ziegler et al.: the coefficient follows the measured KL toward the target).
+    kl_estimator: str = "k1"
+    kl_coef: float = 0.05
+    kl_target: float = 0.0
+    kl_horizon: int = 10000
+    whiten_rewards: bool = False
+    # Added to the score of a reply that hit max_new_tokens without ending (InstructGPT-style length control).
+    no_end_penalty: float = -1.0
+    # The reward model (a `foresight align rm` run; "" = none) and its weight.
+    reward_model: str = ""
+    reward_model_weight: float = 1.0
+    # A rule-based reward model: a rubric YAML graded zero-shot by `grader` ("" = the policy's starting model).
+    rubric: str = ""
+    rubric_weight: float = 1.0
+    grader: str = ""
+    calibrate_grader: bool = True
+
+    def __post_init__(self) -> None:
+        from foresight.align.ppo_math import KL_ESTIMATORS
+
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"kl_estimator must be one of {', '.join(KL_ESTIMATORS)}, not {self.kl_estimator!r}")
+        for key in ("iterations", "rollouts", "minibatch", "epochs", "max_new_tokens", "kl_horizon"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, not {getattr(self, key)}")
+        if self.rollouts % self.minibatch:
+            raise ValueError(f"rollouts ({self.rollouts}) must be a multiple of minibatch ({self.minibatch})")
+        if self.kl_coef < 0 or self.kl_target < 0 or self.temperature <= 0:
+            raise ValueError("kl_coef and kl_target must be >= 0 and temperature > 0")
+        if not 0 < self.clip < 1 or self.value_clip <= 0 or not 0 <= self.lam <= 1 or not 0 < self.gamma <= 1:
+            raise ValueError("clip must be in (0, 1), value_clip > 0, lam in [0, 1] and gamma in (0, 1]")
+
+    @property
+    def updates_per_iteration(self) -> int:
+        return self.epochs * self.rollouts // self.minibatch
+
+
+@dataclass
+class PPOConfig:
+    # The policy's starting point (usually an SFT run); the frozen reference is the same model.
+    base: str = "smollm2-135m-instruct"
+    prompts: PPOPrompts = field(default_factory=PPOPrompts)
+    # Plain reward callables mixed by weight: [{name = "refusal_rules", weight = 1.0}, {name = "pkg.mod:fn"}]
+    # (`foresight.align.rewards`).
+    rewards: list[dict] = field(default_factory=list)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        seq_len=512, batch_size=8, lr=1e-6, schedule="constant", warmup_fraction=0.0, weight_decay=0.0,
+        beta2=0.999, checkpoint_every=0))
+    ppo: PPOOptions = field(default_factory=PPOOptions)
+
+    def __post_init__(self) -> None:
+        no_token_budget(self.train, "ppo")
+        if not self.base.strip():
+            raise ValueError("base is empty: name the policy's starting model (usually an SFT run)")
+        if not (self.rewards or self.ppo.reward_model or self.ppo.rubric):
+            raise ValueError("no reward: set ppo.reward_model, ppo.rubric or [[rewards]]")
+        per = self.ppo.updates_per_iteration
+        if self.train.checkpoint_every % per:
+            raise ValueError(f"train.checkpoint_every ({self.train.checkpoint_every}) must be a multiple of the "
+                             f"updates per iteration ({per} = ppo.epochs x ppo.rollouts / ppo.minibatch), so a "
+                             f"resumed run starts an iteration afresh")

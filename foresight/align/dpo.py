@@ -32,7 +32,8 @@ from torch import nn
 
 from foresight.align import run as align_run
 from foresight.align.config import DPOConfig, DPOOptions
-from foresight.align.rm import Pair, Sides, accuracy_by_source, pair_batch, side_hidden_states, tokenize_pairs
+from foresight.align.replies import ReplyBatch, reply_batch, reply_logprobs
+from foresight.align.rm import Pair, accuracy_by_source, tokenize_pairs
 from foresight.errors import ForesightError
 from foresight.train.distributed import DistInfo, micro_batches
 from foresight.train.loop import train_loop
@@ -76,49 +77,6 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_cho
 
 
 # ----- the trainer: `foresight align dpo CONFIG --out RUN` ---------------------------------------------------------
-
-@dataclass
-class ReplyBatch:
-    """A micro-batch of pairs laid out in rows (chosen sides first, then rejected; `rm.pair_batch`), and where each
-    side's reply tokens are predicted: position (rows[k], cols[k]) predicts targets[k], a token of sequence seq[k]."""
-    sides: Sides
-    rows: torch.Tensor
-    cols: torch.Tensor
-    targets: torch.Tensor
-    seq: torch.Tensor
-
-    def to(self, device) -> "ReplyBatch":
-        return ReplyBatch(self.sides.to(device), *(t.to(device, non_blocking=True)
-                                                   for t in (self.rows, self.cols, self.targets, self.seq)))
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.sides.last_row)
-
-
-def reply_batch(pairs: list[Pair], row_len: int = 0) -> ReplyBatch:
-    sides = pair_batch(pairs, row_len)
-    seqs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    starts = [p.reply_start for p in pairs] * 2
-    rows, cols, targets, seq = [], [], [], []
-    for i, (ids, start) in enumerate(zip(seqs, starts)):
-        row, end = int(sides.last_row[i]), int(sides.last_col[i])
-        begin = end - len(ids) + 1  # the column of the sequence's first token
-        for j in range(max(start, 1), len(ids)):  # token j is predicted at the position before it
-            rows.append(row)
-            cols.append(begin + j - 1)
-            targets.append(ids[j])
-            seq.append(i)
-    as_long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
-    return ReplyBatch(sides, as_long(rows), as_long(cols), as_long(targets), as_long(seq))
-
-
-def reply_logprobs(lm: nn.Module, batch: ReplyBatch) -> torch.Tensor:
-    """log pi(reply | prompt) of every side, summed over its reply tokens (the output head runs on those only)."""
-    hidden = side_hidden_states(lm, batch.sides)[batch.rows, batch.cols]
-    token_logps = -F.cross_entropy(lm.logits(hidden).float(), batch.targets, reduction="none")
-    return torch.zeros(batch.n_sequences, device=token_logps.device).index_add(0, batch.seq, token_logps)
-
 
 class PolicyAndReference(nn.Module):
     """The policy (trained, checkpointed) and the frozen reference (neither: kept out of the module tree)."""

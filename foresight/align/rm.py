@@ -289,3 +289,25 @@ def score(model: RewardModel, tokenizer, prompt: list[dict], responses: list[str
     from foresight.align.tokens import reply_tokens
 
     return model(pad_rows([reply_tokens(tokenizer, prompt, r) for r in responses]).to(device)).tolist()
+
+
+class RewardModelReward:
+    """A reward model as a reward callable (`foresight.align.rewards`): fn(prompts, responses, messages=[...]),
+    where messages[i] is rollout i's conversation before the reply (system and user turns)."""
+
+    def __init__(self, run: str | Path, device="cpu", batch: int = 16):
+        self.model, self.tokenizer = load_reward_model(run, device)
+        self.device, self.batch, self.run = device, batch, str(run)
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str], responses: list[str], messages: list[list[dict]] | None = None,
+                 **meta) -> list[float]:
+        from foresight.align.tokens import reply_tokens
+
+        if messages is None:
+            messages = [[{"role": "user", "content": p}] for p in prompts]
+        seqs = [reply_tokens(self.tokenizer, m, r) for m, r in zip(messages, responses)]
+        out: list[float] = []
+        for b in range(0, len(seqs), self.batch):
+            out += self.model(pad_rows(seqs[b:b + self.batch]).to(self.device)).float().tolist()
+        return out

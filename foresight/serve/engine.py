@@ -227,11 +227,14 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams,
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams],
                  images: Sequence[torch.Tensor | None] | None = None) -> list[list[Output]]:
         """Blocking convenience for in-process callers (rollouts, evals): every prompt's outputs, in order, each a
-        list of its outputs for choice 0; `images[i]` ([k, 3, S, S] or None) fills prompt i's image placeholders.
-        The engine must be started."""
+        list of its outputs for choice 0; `params` for all prompts or one each (e.g. each its own seed);
+        `images[i]` ([k, 3, S, S] or None) fills prompt i's image placeholders. The engine must be started."""
+        each = [params] * len(prompts) if isinstance(params, SamplingParams) else list(params)
+        if len(each) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(each)} sampling settings")
         done = [threading.Event() for _ in prompts]
         outputs: list[list[Output]] = [[] for _ in prompts]
 
@@ -243,7 +246,7 @@ class Engine:
             return on_output
 
         for i, prompt in enumerate(prompts):
-            self.submit(prompt, params, collector(i), images=images[i] if images is not None else None)
+            self.submit(prompt, each[i], collector(i), images=images[i] if images is not None else None)
         for event in done:
             event.wait()
         return outputs

@@ -1,0 +1,349 @@
+"""RLHF with PPO: `foresight align ppo CONFIG --out RUN` (issue 21).
+
+Each iteration, on the shared training loop:
+
+1. Rollouts: `ppo.rollouts` prompts (a seeded draw) answered by the policy through the serving engine's continuous
+   batching (`serve.engine.Engine.generate`, the project's one generation path), sampled at `ppo.temperature`, each
+   with its own seed, at most `ppo.max_new_tokens` tokens. A reply that ended gets its end-of-turn token, so the
+   policy is trained to stop.
+2. Scores, one per reply: the weighted sum of the reward model (`ppo.reward_model`), the rule-based reward model
+   (`ppo.rubric`, graded zero-shot, `align.rbrm`), any plain reward callables (`[[rewards]]`, `align.rewards`), and
+   `ppo.no_end_penalty` for a reply that never ended. Each source is logged apart.
+3. One forward pass of the policy (log-probabilities, values) and of the frozen reference over every reply token;
+   per-token rewards = -kl_coef x KL (k1 or k3) plus the score on the last token; GAE; advantages whitened
+   (`align.ppo_math`).
+4. `ppo.epochs` passes over the rollouts in minibatches of `ppo.minibatch`: the clipped policy loss plus
+   `ppo.value_coef` x the clipped value loss, one optimizer step each (the loop's steps are these updates).
+
+The value head is a linear layer on the policy's final-norm hidden state (a shared body, as InstructGPT's PPO and
+TRL's value-head models have). After each iteration's last update the loop's evaluation logs the iteration: the
+mean score and each source's, KL to the reference, entropy, clip fraction, value loss, reply length, the share of
+replies that ended, and refusal rates of the greedy replies to `prompts.probe` held-out prompts by the phrase judge
+(`align.judge`). The adaptive KL coefficient lives in a buffer of the module, so checkpoints carry it; checkpoints
+fall on iteration boundaries (the config checks), and an iteration's rollouts are a function of the weights and
+the iteration number, so --resume continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from foresight.align import run as align_run
+from foresight.align.config import PPOConfig, PPOPrompts
+from foresight.align.judge import is_refusal
+from foresight.align.ppo_math import (AdaptiveKLController, gae, kl_per_token, masked_mean, policy_loss,
+                                      token_rewards, value_loss, whiten)
+from foresight.align.replies import ReplyBatch, replies_batch, reply_hidden_states, token_logprobs
+from foresight.align.rewards import RewardMix
+from foresight.errors import ForesightError
+from foresight.train.distributed import DistInfo
+from foresight.train.loop import train_loop
+from foresight.train.optim import build_optimizer
+
+PROMPT_TYPES = {"refusal": "disallowed", "over_refusal": "allowed"}
+
+
+@dataclass
+class Prompt:
+    messages: list[dict]  # the conversation before the reply (system and user turns)
+    ptype: str  # e.g. "disallowed" / "allowed": which rubric row and which refusal rate it counts toward
+
+    @property
+    def text(self) -> str:
+        return self.messages[-1]["content"]
+
+
+def load_prompts(cfg: PPOPrompts, split: str) -> list[Prompt]:
+    """The built-in behaviour prompts of a split, or the records of a JSONL file (the same file for both splits)."""
+    if cfg.source == "behaviour":
+        from foresight.align import prompts
+
+        out = [Prompt([{"role": "user", "content": item["user"]}], PROMPT_TYPES["refusal"])
+               for item in prompts.refusal_prompts(split)]
+        return out + [Prompt([{"role": "user", "content": item["user"]}], PROMPT_TYPES["over_refusal"])
+                      for item in prompts.over_refusal_prompts(split)]
+    path = Path(cfg.source)
+    if not path.is_file():
+        raise ForesightError(f"prompts.source: no such file {path} (or 'behaviour' for the built-in prompts)")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ForesightError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not (isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages)
+                and messages[-1].get("role") == "user" and isinstance(messages[-1].get("content"), str)):
+            raise ForesightError(f"{path}:{n}: messages must be a list of turns ending with the user's")
+        if not isinstance(record.get("type"), str) or not record["type"]:
+            raise ForesightError(f"{path}:{n}: type is missing (a prompt type, e.g. allowed or disallowed)")
+        out.append(Prompt(messages, record["type"]))
+    if not out:
+        raise ForesightError(f"{path}: no prompts")
+    return out
+
+
+class PolicyWithValue(nn.Module):
+    """The policy language model and a value head on its final-norm hidden states; the KL coefficient as a buffer
+    (so checkpoints carry the adaptive controller's state)."""
+
+    def __init__(self, lm: nn.Module, kl_coef: float):
+        super().__init__()
+        self.lm = lm
+        self.value_head = nn.Linear(lm.cfg.d_model, 1)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+        self.register_buffer("kl_coef", torch.tensor(float(kl_coef)))
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        return self.lm.param_groups(weight_decay) + [
+            {"name": "value_head", "params": list(self.value_head.parameters()), "lr_mult": 1.0,
+             "weight_decay": 0.0}]
+
+    def forward(self, batch: ReplyBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(log-probability, value, entropy) at every reply token of the batch, aligned with batch.targets."""
+        hidden = reply_hidden_states(self.lm, batch)
+        logp_all = torch.log_softmax(self.lm.logits(hidden).float(), -1)
+        logps = logp_all.gather(-1, batch.targets[:, None]).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logps, self.value_head(hidden.float()).squeeze(-1), entropy
+
+
+@dataclass
+class Iteration:
+    """One iteration's rollouts and what the updates read from them ([rollouts, longest reply] tensors)."""
+    seqs: list[list[int]]
+    starts: list[int]
+    old_logps: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    stats: dict
+    updates: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Minibatch:
+    replies: ReplyBatch
+    old_logps: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+
+class Rewards:
+    """Every configured reward source, called on one iteration's replies."""
+
+    def __init__(self, cfg: PPOConfig, reference: nn.Module, tokenizer, device):
+        opts = cfg.ppo
+        self.mix = RewardMix.from_config(cfg.rewards) if cfg.rewards else None
+        self.sources: list[tuple[str, float, object]] = []
+        if opts.reward_model:
+            from foresight.align.rm import RewardModelReward
+
+            self.sources.append(("reward_model", opts.reward_model_weight, RewardModelReward(opts.reward_model,
+                                                                                             device)))
+        if opts.rubric:
+            from foresight.align.rbrm import RBRM, load_rubric
+
+            if opts.grader:
+                grader = align_run.load_base(opts.grader, device)
+                grader_model, grader_tok = grader.model.eval().requires_grad_(False), grader.tokenizer
+            else:  # the policy's starting model, frozen: the reference
+                grader_model, grader_tok = reference, tokenizer
+            self.sources.append(("rbrm", opts.rubric_weight, RBRM(load_rubric(opts.rubric), grader_model, grader_tok,
+                                                                  calibrate=opts.calibrate_grader)))
+
+    def __call__(self, prompts: list[Prompt], replies: list[str]) -> tuple[list[float], dict[str, list[float]]]:
+        texts = [p.text for p in prompts]
+        meta = {"prompt_types": [p.ptype for p in prompts], "messages": [p.messages for p in prompts]}
+        total, by_source = [0.0] * len(prompts), {}
+        if self.mix is not None:
+            total, by_source = self.mix(texts, replies, **meta)
+        for name, weight, fn in self.sources:
+            values = [float(v) for v in fn(texts, replies, **meta)]
+            by_source[name] = values
+            total = [t + weight * v for t, v in zip(total, values)]
+        return total, by_source
+
+
+def generate(lm: nn.Module, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float,
+             seeds: list[int]) -> list[tuple[list[int], str, bool]]:
+    """(reply ids, reply text, ended) for each prompt, through the serving engine."""
+    from foresight.serve.engine import Engine, SamplingParams
+
+    was = lm.training
+    lm.eval()
+    engine = Engine(lm, tokenizer, max_batch=max(1, len(prompt_ids)), max_queue=len(prompt_ids)).start()
+    try:
+        outputs = engine.generate(prompt_ids, [SamplingParams(max_new_tokens, temperature, seed=s) for s in seeds])
+    finally:
+        engine.stop()
+        lm.train(was)
+    replies = []
+    for outs in outputs:
+        if outs and outs[-1].finish_reason == "error":
+            raise ForesightError(f"rollout generation failed: {outs[-1].error}")
+        ids = [t for o in outs for t in o.token_ids]
+        ended = bool(outs) and outs[-1].finish_reason == "stop"
+        replies.append((ids + ([tokenizer.eos_ids[0]] if ended else []), "".join(o.text for o in outs), ended))
+    return replies
+
+
+def refusal_rates(prompts: list[Prompt], replies: list[str]) -> dict[str, float]:
+    """The share of replies the phrase judge calls refusals, per prompt type."""
+    out = {}
+    for ptype in sorted({p.ptype for p in prompts}):
+        flags = [is_refusal(r) for p, r in zip(prompts, replies) if p.ptype == ptype]
+        out[f"refusal_rate/{ptype}"] = float(np.mean(flags))
+    return out
+
+
+def train_ppo(cfg: PPOConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    return align_run.run_with_processes(cfg, _train_ppo, out, resume, progress)
+
+
+def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
+    if info.world_size > 1:
+        raise ForesightError("foresight align ppo runs in one process (rollouts and updates on one device)")
+    t, opts = cfg.train, cfg.ppo
+    device, autocast = align_run.start(cfg, PPOConfig, out, resume, info)
+    t0 = time.time()
+    loaded = align_run.load_base(cfg.base, device)
+    tokenizer, lm = loaded.tokenizer, loaded.model
+    reference = align_run.load_base(cfg.base, device).model.eval().requires_grad_(False)
+    rewards = Rewards(cfg, reference, tokenizer, device)
+    room = lm.cfg.max_seq_len - opts.max_new_tokens
+
+    def encoded(prompts: list[Prompt]) -> list[tuple[Prompt, list[int]]]:
+        pairs = [(p, tokenizer.apply_chat_template(p.messages)) for p in prompts]
+        return [(p, ids) for p, ids in pairs if len(ids) <= room]
+
+    train_prompts = encoded(load_prompts(cfg.prompts, "train"))
+    if not train_prompts:
+        raise ForesightError(f"no prompt leaves room for {opts.max_new_tokens} new tokens in the model's context "
+                             f"({lm.cfg.max_seq_len})")
+    probe = encoded(load_prompts(cfg.prompts, "heldout"))
+    probe = [probe[i] for i in np.random.default_rng([t.seed, 1]).permutation(len(probe))[:cfg.prompts.probe]]
+    per_iteration = opts.updates_per_iteration
+    steps = opts.iterations * per_iteration
+    print(f"ppo: {len(train_prompts)} prompts, {opts.iterations} iterations of {opts.rollouts} rollouts "
+          f"(<= {opts.max_new_tokens} new tokens), {opts.epochs} epochs of minibatches of {opts.minibatch} = "
+          f"{steps} updates; rewards: {', '.join(_reward_names(cfg))}")
+
+    torch.manual_seed(t.seed)
+    model = PolicyWithValue(lm, opts.kl_coef).to(device)
+    optimizer = build_optimizer(model, t)
+    state: dict = {"iteration": None}
+
+    def rollout(iteration: int) -> Iteration:
+        rng = np.random.default_rng([t.seed, 0, iteration])
+        chosen = [train_prompts[i] for i in rng.choice(len(train_prompts), opts.rollouts,
+                                                       replace=len(train_prompts) < opts.rollouts)]
+        seeds = [int(s) for s in rng.integers(0, 2**31, opts.rollouts)]
+        replies = generate(lm, tokenizer, [ids for _, ids in chosen], opts.max_new_tokens, opts.temperature, seeds)
+        prompts = [p for p, _ in chosen]
+        seqs = [ids + reply for (_, ids), (reply, _, _) in zip(chosen, replies)]
+        starts = [len(ids) for _, ids in chosen]
+        texts = [text for _, text, _ in replies]
+        scores, by_source = rewards(prompts, texts)
+        ended = [e for _, _, e in replies]
+        scores = [s + (0.0 if e else opts.no_end_penalty) for s, e in zip(scores, ended)]
+        batch = replies_batch(seqs, starts).to(device)
+        model.eval()
+        with torch.no_grad(), autocast:
+            logps, values, entropy = model(batch)
+            ref_logps = token_logprobs(reference, batch)
+        model.train()
+        old_logps, mask = batch.padded(logps.float())
+        old_values, _ = batch.padded(values.float())
+        ref, _ = batch.padded(ref_logps.float())
+        kl = kl_per_token(old_logps, ref, opts.kl_estimator) * mask
+        score = torch.tensor(scores, device=device)
+        rewards_t = token_rewards(score, kl, mask, float(model.kl_coef))
+        if opts.whiten_rewards:
+            rewards_t = whiten(rewards_t, mask, shift_mean=False)
+        advantages, returns = gae(rewards_t, old_values, mask, opts.gamma, opts.lam)
+        advantages = whiten(advantages, mask)
+        stats = {"score": float(np.mean(scores)), "kl": float(kl.sum(1).mean()),
+                 "entropy": float(masked_mean(batch.padded(entropy.float())[0], mask)),
+                 "reply_tokens": float(mask.sum(1).mean()), "ended": float(np.mean(ended)),
+                 "kl_coef": float(model.kl_coef)}
+        stats |= {f"score/{name}": float(np.mean(v)) for name, v in by_source.items()}
+        stats |= {f"rollout_{k}": v for k, v in refusal_rates(prompts, texts).items()}
+        return Iteration(seqs, starts, old_logps, old_values, advantages, returns, stats)
+
+    def batch(step: int, m: int) -> Minibatch:
+        iteration, update = divmod(step, per_iteration)
+        if state["iteration"] is None or state["iteration"][0] != iteration:
+            state["iteration"] = (iteration, rollout(iteration))
+        it = state["iteration"][1]
+        epoch, k = divmod(update, opts.rollouts // opts.minibatch)
+        order = np.random.default_rng([t.seed, 2, iteration, epoch]).permutation(opts.rollouts)
+        idx = order[k * opts.minibatch:(k + 1) * opts.minibatch].tolist()
+        replies = replies_batch([it.seqs[i] for i in idx], [it.starts[i] for i in idx]).to(device)
+        pick = torch.tensor(idx, device=device)
+        return Minibatch(replies, *(x[pick] for x in (it.old_logps, it.old_values, it.advantages, it.returns)))
+
+    def loss(forward, mb: Minibatch) -> torch.Tensor:
+        logps, values, _ = forward(mb.replies)
+        width = mb.old_logps.shape[1]
+        new_logps, mask = mb.replies.padded(logps, width)
+        new_values, _ = mb.replies.padded(values, width)
+        pl = policy_loss(new_logps, mb.old_logps, mb.advantages, mask, opts.clip)
+        vl, value_clipped = value_loss(new_values, mb.old_values, mb.returns, mask, opts.value_clip)
+        state["iteration"][1].updates.append({"policy_loss": pl.loss.item(), "value_loss": vl.item(),
+                                              "clip_fraction": pl.clip_fraction.item(),
+                                              "approx_kl": pl.approx_kl.item(), "value_clipped": value_clipped.item()})
+        return pl.loss + opts.value_coef * vl
+
+    def evaluate() -> dict:
+        if state["iteration"] is None:  # a finished run resumed: nothing new to report
+            return {}
+        it = state["iteration"][1]
+        metrics = dict(it.stats)
+        for key in ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "value_clipped"):
+            metrics[key] = float(np.mean([u[key] for u in it.updates])) if it.updates else float("nan")
+        if probe:
+            greedy = generate(lm, tokenizer, [ids for _, ids in probe], opts.max_new_tokens, 0.0, [0] * len(probe))
+            metrics |= {f"probe_{k}": v for k, v in refusal_rates([p for p, _ in probe],
+                                                                  [text for _, text, _ in greedy]).items()}
+        if opts.kl_target > 0:
+            controller = AdaptiveKLController(float(model.kl_coef), opts.kl_target, opts.kl_horizon)
+            model.kl_coef.fill_(controller.update(it.stats["kl"], opts.rollouts))
+        return metrics
+
+    mean_len = float(np.mean([len(ids) for _, ids in train_prompts])) + opts.max_new_tokens
+    # the loop reports each iteration after its last update
+    result = train_loop(model, optimizer, cfg=dataclasses.replace(t, eval_every=per_iteration), out=out,
+                        steps=steps, accum=1, tokens_per_step=round(opts.minibatch * mean_len), batch=batch,
+                        loss=loss, evaluate=evaluate, info=info, device=device, autocast=autocast, resume=resume,
+                        progress=progress)
+    summary = {"base": cfg.base, "iterations": opts.iterations, "updates": steps, "last_iteration": result.metrics,
+               "final_train_loss": result.train_loss, "train_seconds": result.train_seconds,
+               "wall_seconds": result.wall_seconds, "model": str(out / align_run.MODEL_DIR)}
+    align_run.export_model(loaded, out)
+    align_run.write_summary(out, summary)
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()
+                      if k in ("score", "kl") or k.startswith("probe_"))
+    print(f"ppo: {time.time() - t0:.0f} s; last iteration: {shown}; wrote {out}")
+    return summary
+
+
+def _reward_names(cfg: PPOConfig) -> list[str]:
+    names = [f"{r.get('name')} x{r.get('weight', 1.0)}" for r in cfg.rewards]
+    if cfg.ppo.reward_model:
+        names.append(f"reward model {cfg.ppo.reward_model} x{cfg.ppo.reward_model_weight}")
+    if cfg.ppo.rubric:
+        names.append(f"rubric {cfg.ppo.rubric} x{cfg.ppo.rubric_weight}")
+    return names + [f"no-end penalty {cfg.ppo.no_end_penalty}"]

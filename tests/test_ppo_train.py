@@ -1,0 +1,85 @@
+"""PPO end to end on a tiny model: rollouts through the serving engine, a reward callable named in the config, the
+score rising over iterations, exact resume, and config errors that name the key."""
+
+import json
+import shutil
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from foresight.align.config import PPOConfig
+from foresight.align.ppo import train_ppo
+from foresight.config import config_from_dict
+from foresight.errors import ForesightError
+from tests.test_align_train import _tiny_base, _write_jsonl
+
+
+@pytest.fixture
+def reward_module(tmp_path, monkeypatch):
+    # The share of the reply's characters that are the letter "e": something a random policy can learn fast.
+    (tmp_path / "ppo_test_rewards.py").write_text(textwrap.dedent("""
+        def letter_e(prompts, responses, **meta):
+            return [r.count("e") / max(len(r), 1) for r in responses]
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "ppo_test_rewards:letter_e"
+    sys.modules.pop("ppo_test_rewards", None)
+
+
+def _settings(tmp_path, reward: str) -> dict:
+    topics = ["cats", "rain", "maps", "tea", "ships", "clocks", "bread", "stars"]
+    prompts = _write_jsonl(tmp_path / "prompts.jsonl", [
+        {"messages": [{"role": "user", "content": f"Tell me about {t}."}], "type": "allowed" if i % 2 else
+         "disallowed"} for i, t in enumerate(topics)])
+    return {"base": str(_tiny_base(tmp_path)), "prompts": {"source": prompts, "probe": 4},
+            "rewards": [{"name": reward, "weight": 10.0}],
+            "train": {"lr": 1e-2, "checkpoint_every": 4, "seq_len": 128},
+            "ppo": {"iterations": 10, "rollouts": 16, "minibatch": 8, "epochs": 2, "max_new_tokens": 12,
+                    "kl_coef": 0.01, "no_end_penalty": 0.0}}
+
+
+def test_tiny_ppo_raises_its_reward_and_resumes_exactly(tmp_path, reward_module):
+    from foresight.weights.load import load_model
+
+    settings = _settings(tmp_path, reward_module)
+    summary = train_ppo(config_from_dict(PPOConfig, settings), tmp_path / "ppo", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["score"] for r in rows if "score" in r]
+    assert len(scores) == 10  # one report per iteration
+    first, last = sum(scores[:3]) / 3, sum(scores[-3:]) / 3
+    assert last > first + 0.3, scores  # 10 x the share of "e": the policy learned to write more of them
+    assert {"kl", "entropy", "clip_fraction", "value_loss", "reply_tokens", "probe_refusal_rate/allowed",
+            f"score/{reward_module}"} <= set(rows[-1])
+    assert (tmp_path / "ppo" / "model" / "config.json").is_file()
+
+    # interrupted after iteration 8 (the checkpoints at updates 36 and 40 lost), then resumed: the same weights
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "ppo", cut)
+    for step in (36, 40):
+        shutil.rmtree(cut / "checkpoints" / f"step_{step:08d}")
+    (cut / "checkpoints" / "latest").unlink(missing_ok=True)
+    shutil.rmtree(cut / "model")
+    resumed = train_ppo(config_from_dict(PPOConfig, settings), cut, resume=True, progress=False)
+    assert resumed["last_iteration"]["score"] == pytest.approx(summary["last_iteration"]["score"], abs=1e-9)
+    a, b = load_model(str(tmp_path / "ppo")).model.state_dict(), load_model(str(cut)).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ppo_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ForesightError, match="no reward"):
+        config_from_dict(PPOConfig, {})
+    rewards = [{"name": "refusal_rules"}]
+    with pytest.raises(ForesightError, match=r"\[ppo\] kl_estimator"):
+        config_from_dict(PPOConfig, {"rewards": rewards, "ppo": {"kl_estimator": "k2"}})
+    with pytest.raises(ForesightError, match="multiple of minibatch"):
+        config_from_dict(PPOConfig, {"rewards": rewards, "ppo": {"rollouts": 10, "minibatch": 4}})
+    with pytest.raises(ForesightError, match="checkpoint_every"):
+        config_from_dict(PPOConfig, {"rewards": rewards, "train": {"checkpoint_every": 3}})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    cfg = config_from_dict(PPOConfig, {"base": str(_tiny_base(tmp_path)), "rewards": rewards,
+                                       "prompts": {"source": str(bad)}})
+    with pytest.raises(ForesightError, match=f"{bad}:1: type is missing"):
+        train_ppo(cfg, tmp_path / "run", progress=False)
