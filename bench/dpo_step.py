@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reward_model import select, step_order, trl_text  # noqa: E402
+from reward_model import pair_throughput, select, step_order, trl_text  # noqa: E402
 from sft_step import (StepLog, add_optimizer_args, check_optimizer_groups, drop_printer, export_hf,  # noqa: E402
                       free, loop_step_seconds, our_train_config, quiet_hf, step_clock, trl_common_args)
 
@@ -174,21 +173,7 @@ def main() -> None:
     print(f"  largest difference {worst:.2e} ({'within' if worst <= 1e-3 else 'NOT within'} 1e-3); mean loss over "
           f"all {steps} steps: ours {np.mean(ours['losses']):.4f}, TRL {np.mean(theirs['losses']):.4f}")
 
-    timed = slice(1, steps)
-    rates = {}
-    print(f"\nthroughput (steps 2..{steps}, {args.batch} pairs per step):")
-    for name, res in (("ours", ours), ("TRL", theirs)):
-        secs = res["seconds"][timed]
-        rates[name] = args.batch * len(secs) / sum(secs)
-        print(f"  {name:<5} {rates[name]:7.3f} pairs/s   {statistics.median(secs):6.2f} s/step (median of {len(secs)}; "
-              f"{min(secs):.2f}-{max(secs):.2f})")
-    paired = [a / b for a, b in zip(theirs["seconds"][timed], ours["seconds"][timed])]
-    print(f"  per step, TRL's time / ours (the same batch on both sides): median {statistics.median(paired):.3f}, "
-          f"range {min(paired):.2f}-{max(paired):.2f}")
-    real, computed = theirs["tokens"][timed], theirs["computed"][timed]
-    print(f"  a step reads {statistics.mean(real):.0f} tokens on average; TRL right-pads them to "
-          f"{statistics.mean(computed):.0f} positions ({100 * sum(real) / sum(computed):.0f}% filled), ours packs "
-          f"both sides into rows of {args.seq} ([dpo] pack)")
+    rates = pair_throughput(ours, theirs, steps, args.batch, args.seq, "dpo")
     print_ratio(rates["ours"] / rates["TRL"])
 
 

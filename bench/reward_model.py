@@ -284,12 +284,20 @@ def main() -> None:
     print(f"  difference {diff:+.1f} points ({verdict} 2); mean margin r_chosen - r_rejected: ours "
           f"{ours['metrics']['margin']:.3f}, TRL {theirs['metrics']['margin']:.3f}")
 
+    rates = pair_throughput(ours, theirs, steps, args.batch, args.seq, "rm")
+    print(f"  TRL's held-out scoring took {theirs['scoring_seconds']:.1f} s (not timed on either side)")
+    print_ratio(rates["ours"] / rates["TRL"])
+
+
+def pair_throughput(ours: dict, theirs: dict, steps: int, batch: int, seq: int, section: str) -> dict[str, float]:
+    """Print both sides' training throughput in pairs per second over steps 2..S (step 1 is the warm-up), the
+    per-step time ratio and TRL's padding; return the two rates."""
     timed = slice(1, steps)
     rates = {}
-    print(f"\nthroughput (steps 2..{steps}, {args.batch} pairs per step):")
+    print(f"\nthroughput (steps 2..{steps}, {batch} pairs per step):")
     for name, res in (("ours", ours), ("TRL", theirs)):
         secs = res["seconds"][timed]
-        rates[name] = args.batch * len(secs) / sum(secs)
+        rates[name] = batch * len(secs) / sum(secs)
         print(f"  {name:<5} {rates[name]:7.3f} pairs/s   {statistics.median(secs):6.2f} s/step (median of {len(secs)}; "
               f"{min(secs):.2f}-{max(secs):.2f})")
     paired = [a / b for a, b in zip(theirs["seconds"][timed], ours["seconds"][timed])]
@@ -298,9 +306,8 @@ def main() -> None:
     real, computed = theirs["tokens"][timed], theirs["computed"][timed]
     print(f"  a step reads {statistics.mean(real):.0f} tokens on average; TRL right-pads them to "
           f"{statistics.mean(computed):.0f} positions ({100 * sum(real) / sum(computed):.0f}% filled), ours packs "
-          f"both sides into rows of {args.seq} ([rm] pack)")
-    print(f"  TRL's held-out scoring took {theirs['scoring_seconds']:.1f} s (not timed on either side)")
-    print_ratio(rates["ours"] / rates["TRL"])
+          f"both sides into rows of {seq} ([{section}] pack)")
+    return rates
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from torch import nn
 from foresight.align import run as align_run
 from foresight.align.config import DPOConfig, DPOOptions
 from foresight.align.replies import ReplyBatch, reply_batch, reply_logprobs
-from foresight.align.rm import Pair, accuracy_by_source, tokenize_pairs
+from foresight.align.rm import PairData, accuracy_by_source
 from foresight.errors import ForesightError
 from foresight.train.distributed import DistInfo, micro_batches
 from foresight.train.loop import train_loop
@@ -107,25 +107,15 @@ def train_dpo(cfg: DPOConfig, out: Path, resume: bool = False, progress: bool = 
 
 
 def _train_dpo(cfg: DPOConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
-    from foresight.align.data import read_pairs
-
     t = cfg.train
     device, autocast = align_run.start(cfg, DPOConfig, out, resume, info)
     t0 = time.time()
-    train_path, heldout_path = align_run.data_files(cfg.data, "pairs")
     loaded = align_run.load_base(cfg.base, device)
     reference = align_run.load_base(cfg.dpo.reference or cfg.base, device).model
     if reference.cfg != loaded.model.cfg:
         raise ForesightError(f"dpo.reference ({cfg.dpo.reference}) has a different shape from base ({cfg.base})")
-    max_len = min(t.seq_len, loaded.model.cfg.max_seq_len)
-    records = align_run.select(read_pairs(train_path), cfg.data, t.seed)
-    pairs, too_long = tokenize_pairs(loaded.tokenizer, records, max_len)
-    if not pairs:
-        raise ForesightError(f"{train_path}: no pair fits in train.seq_len = {t.seq_len} tokens")
-    heldout: list[Pair] = []
-    if heldout_path is not None:
-        held = align_run.sample(read_pairs(heldout_path), cfg.data.max_heldout, t.seed)
-        heldout, _ = tokenize_pairs(loaded.tokenizer, held, max_len)
+    data = PairData.load(cfg, loaded)
+    pairs, heldout, too_long, max_len = data.pairs, data.heldout, data.too_long, data.max_len
 
     per_process, micro = micro_batches(t, info)
     steps = cfg.dpo.steps if cfg.dpo.steps > 0 else max(1, math.ceil(cfg.dpo.epochs * len(pairs) / t.batch_size))
@@ -174,8 +164,7 @@ def _train_dpo(cfg: DPOConfig, out: Path, resume: bool, progress: bool, info: Di
                "steps": steps, "pairs": len(pairs), "left_out_too_long": too_long, "heldout_pairs": len(heldout),
                "tokens_per_second": result.tokens_per_second, "train_seconds": result.train_seconds,
                "wall_seconds": result.wall_seconds,
-               "data": {"train": str(train_path), "heldout": str(heldout_path) if heldout_path else None},
-               "model": str(out / align_run.MODEL_DIR)}
+               "data": data.files, "model": str(out / align_run.MODEL_DIR)}
     if info.is_main:
         align_run.export_model(loaded, out)
         align_run.write_summary(out, summary)

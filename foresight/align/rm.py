@@ -178,28 +178,47 @@ def accuracy_by_source(pairs: list[Pair], rewards: np.ndarray) -> dict:
     return metrics
 
 
+@dataclass
+class PairData:
+    """A pair trainer's data (the reward model's and DPO's): the training pairs a config selects, tokenized, those
+    left out for not fitting in train.seq_len, and the held-out pairs."""
+    pairs: list[Pair]
+    heldout: list[Pair]
+    too_long: int
+    max_len: int
+    files: dict
+
+    @staticmethod
+    def load(cfg, loaded) -> "PairData":
+        from foresight.align.data import read_pairs
+
+        t = cfg.train
+        train_path, heldout_path = align_run.data_files(cfg.data, "pairs")
+        max_len = min(t.seq_len, loaded.model.cfg.max_seq_len)
+        records = align_run.select(read_pairs(train_path), cfg.data, t.seed)
+        pairs, too_long = tokenize_pairs(loaded.tokenizer, records, max_len)
+        if not pairs:
+            raise ForesightError(f"{train_path}: no pair fits in train.seq_len = {t.seq_len} tokens")
+        heldout: list[Pair] = []
+        if heldout_path is not None:
+            held = align_run.sample(read_pairs(heldout_path), cfg.data.max_heldout, t.seed)
+            heldout, _ = tokenize_pairs(loaded.tokenizer, held, max_len)
+        return PairData(pairs, heldout, too_long, max_len,
+                        {"train": str(train_path), "heldout": str(heldout_path) if heldout_path else None})
+
+
 def train_rm(cfg: RMConfig, out: Path, resume: bool = False, progress: bool = True) -> dict:
     return align_run.run_with_processes(cfg, _train_rm, out, resume, progress)
 
 
 def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: DistInfo) -> dict:
-    from foresight.align.data import read_pairs
-
     t = cfg.train
     device, autocast = align_run.start(cfg, RMConfig, out, resume, info)
     t0 = time.time()
 
-    train_path, heldout_path = align_run.data_files(cfg.data, "pairs")
     loaded = align_run.load_base(cfg.base, device)
-    max_len = min(t.seq_len, loaded.model.cfg.max_seq_len)
-    records = align_run.select(read_pairs(train_path), cfg.data, t.seed)
-    pairs, too_long = tokenize_pairs(loaded.tokenizer, records, max_len)
-    if not pairs:
-        raise ForesightError(f"{train_path}: no pair fits in train.seq_len = {t.seq_len} tokens")
-    heldout: list[Pair] = []
-    if heldout_path is not None:
-        held = align_run.sample(read_pairs(heldout_path), cfg.data.max_heldout, t.seed)
-        heldout, _ = tokenize_pairs(loaded.tokenizer, held, max_len)
+    data = PairData.load(cfg, loaded)
+    pairs, heldout, too_long, max_len = data.pairs, data.heldout, data.too_long, data.max_len
 
     per_process, micro = micro_batches(t, info)
     steps = cfg.rm.steps if cfg.rm.steps > 0 else max(1, math.ceil(cfg.rm.epochs * len(pairs) / t.batch_size))
@@ -243,7 +262,7 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
         "tokens_per_second": result.tokens_per_second,
         "train_seconds": result.train_seconds,
         "wall_seconds": result.wall_seconds,
-        "data": {"train": str(train_path), "heldout": str(heldout_path) if heldout_path else None},
+        "data": data.files,
         "model": str(out / align_run.MODEL_DIR),
     }
     if info.is_main:
