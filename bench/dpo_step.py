@@ -15,9 +15,9 @@ prompt = the chat template's rendering of the messages with the generation promp
 to which TRL appends the tokenizer's eos, <|im_end|>. Its tokenization is checked to give exactly our sequences
 (prompt + reply + <|im_end|>, the reply starting where ours does); the script stops on any difference.
 
-Printed: the first losses of both side by side (goal: the same to 1e-3), and throughput in pairs per second over steps 2..S (step 1 is the
-warm-up), from the end of one optimizer step to the end of the next on TRL's side (a callback) and the loop's own
-step time on ours (metrics.jsonl).
+Printed: the first losses of both side by side (goal: the same to 1e-3), and throughput in pairs per second over
+steps 2..S (step 1 is the warm-up), from the end of one optimizer step to the end of the next on TRL's side (a
+callback) and the loop's own step time on ours (metrics.jsonl).
 
     flock /tmp/foresight-bench.lock .venv/bin/python bench/dpo_step.py [--pairs 64] [--seq 384] [--batch 8]
         [--beta 0.1] [--lr 5e-7] [--threads 2]
@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reward_model import pair_throughput, select, step_order, trl_text  # noqa: E402
 from sft_step import (StepLog, add_optimizer_args, check_optimizer_groups, drop_printer, export_hf,  # noqa: E402
-                      free, loop_step_seconds, our_train_config, quiet_hf, step_clock, trl_common_args)
+                      free, logged, loop_step_seconds, our_train_config, quiet_hf, step_clock, trl_common_args)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -70,18 +70,6 @@ def run_trl(args, records: list[dict], pairs: list, hf_dir: Path, work: Path, st
 
     log = StepLog()
 
-    class LoggedDPOTrainer(DPOTrainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            log.tokens.append(int(inputs["attention_mask"].sum()))
-            log.computed.append(int(inputs["input_ids"].numel()))
-            return super().training_step(model, inputs, num_items_in_batch)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
-                log.losses.append(float((result[0] if return_outputs else result).detach()))
-            return result
-
     tok = AutoTokenizer.from_pretrained(hf_dir)
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="sdpa")
     ref = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="sdpa")
@@ -89,8 +77,8 @@ def run_trl(args, records: list[dict], pairs: list, hf_dir: Path, work: Path, st
     dataset = Dataset.from_list([trl_text(tok, records[i]) for i in order])
     config = DPOConfig(**trl_common_args(args, work / "trl", steps), max_length=args.seq, beta=args.beta,
                        loss_type=["sigmoid"], precompute_ref_log_probs=False)
-    trainer = LoggedDPOTrainer(model=model, ref_model=ref, args=config, train_dataset=dataset, processing_class=tok,
-                               callbacks=[step_clock(log)])
+    trainer = logged(DPOTrainer, log)(model=model, ref_model=ref, args=config, train_dataset=dataset,
+                                      processing_class=tok, callbacks=[step_clock(log)])
     drop_printer(trainer)
     prepared = trainer.train_dataset
     if len(prepared) != len(order):

@@ -49,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sft_step import (StepLog, add_optimizer_args, check_optimizer_groups, drop_printer, export_hf,  # noqa: E402
-                      free, loop_step_seconds, our_train_config, quiet_hf, step_clock, trl_common_args)
+                      free, logged, loop_step_seconds, our_train_config, quiet_hf, step_clock, trl_common_args)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -151,18 +151,6 @@ def run_trl(args, train_records, train_pairs, heldout_pairs, hf_dir: Path, work:
 
     log = StepLog()
 
-    class LoggedRewardTrainer(RewardTrainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            log.tokens.append(int(inputs["attention_mask"].sum()))
-            log.computed.append(int(inputs["input_ids"].numel()))
-            return super().training_step(model, inputs, num_items_in_batch)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
-                log.losses.append(float((result[0] if return_outputs else result).detach()))
-            return result
-
     tok = AutoTokenizer.from_pretrained(hf_dir)
     tok.pad_token = PAD
     pad_id = tok.pad_token_id
@@ -176,8 +164,8 @@ def run_trl(args, train_records, train_pairs, heldout_pairs, hf_dir: Path, work:
     order = step_order(len(train_records), steps, args.batch, args.seed)
     dataset = Dataset.from_list([trl_text(tok, train_records[i]) for i in order])
     config = RewardConfig(**trl_common_args(args, work / "trl", steps), max_length=args.seq)
-    trainer = LoggedRewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
-                                  callbacks=[step_clock(log)])
+    trainer = logged(RewardTrainer, log)(model=model, args=config, train_dataset=dataset, processing_class=tok,
+                                         callbacks=[step_clock(log)])
     drop_printer(trainer)
     prepared = trainer.train_dataset
     if len(prepared) != len(order):

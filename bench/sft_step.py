@@ -114,6 +114,30 @@ def step_clock(log: StepLog):
     return Clock()
 
 
+def logged(trainer_class, log: StepLog):
+    """A subclass of a TRL trainer that records, per training step, the tokens it reads (attention mask), the
+    positions it computes, the trained targets (where the batch has labels), and its loss."""
+
+    class Logged(trainer_class):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            log.computed.append(int(inputs["input_ids"].numel()))
+            if "labels" in inputs:
+                log.trained.append(int((inputs["labels"][:, 1:] != -100).sum()))
+            if "attention_mask" in inputs:
+                log.tokens.append(int(inputs["attention_mask"].sum()))
+            else:  # padding-free: one flat row, nothing padded
+                log.tokens.append(int(inputs["input_ids"].numel()))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if model.training:
+                log.losses.append(float((result[0] if return_outputs else result).detach()))
+            return result
+
+    return Logged
+
+
 def drop_printer(trainer) -> None:
     """No per-run metrics dict on stdout (disable_tqdm swaps the progress bar for a printer)."""
     from transformers.trainer_callback import PrinterCallback
@@ -268,31 +292,14 @@ def make_trl_trainer(args, hf_dir: Path, dataset, work: Path, packed: bool, log:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    class LoggedSFTTrainer(SFTTrainer):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            labels = inputs["labels"]
-            log.computed.append(int(inputs["input_ids"].numel()))
-            log.trained.append(int((labels[:, 1:] != -100).sum()))
-            if "attention_mask" in inputs:
-                log.tokens.append(int(inputs["attention_mask"].sum()))
-            else:  # padding-free: one flat row, nothing padded
-                log.tokens.append(int(inputs["input_ids"].numel()))
-            return super().training_step(model, inputs, num_items_in_batch)
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if model.training:
-                log.losses.append(float((result[0] if return_outputs else result).detach()))
-            return result
-
     tok = AutoTokenizer.from_pretrained(hf_dir)
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, attn_implementation="sdpa")
     if getattr(model.config, "attention_dropout", 0.0):
         raise SystemExit("the exported model has attention dropout")
     config = SFTConfig(**trl_common_args(args, work / f"trl-{'packed' if packed else 'rows'}", steps),
                        max_length=args.seq, packing=packed, completion_only_loss=True, dataset_num_proc=None)
-    trainer = LoggedSFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tok,
-                               callbacks=[step_clock(log)])
+    trainer = logged(SFTTrainer, log)(model=model, args=config, train_dataset=dataset, processing_class=tok,
+                                      callbacks=[step_clock(log)])
     drop_printer(trainer)
     return trainer
 
