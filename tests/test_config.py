@@ -108,17 +108,17 @@ def test_every_numeric_key_has_a_range_holding_its_default():
 def test_shipped_configs_are_in_range():
     from pathlib import Path
 
-    from foresight.align.config import RMConfig, SFTConfig
+    from foresight.align.config import DPOConfig, PPOConfig, RMConfig, SFTConfig
     from foresight.scaling.ladder import load_forecast_config
     from foresight.vlm.config import VLMConfig
 
+    schemas = {"align-sft": SFTConfig, "align-rm": RMConfig, "align-dpo": DPOConfig, "align-ppo": PPOConfig}
     for path in sorted(Path("configs").glob("*.toml")):
+        schema = next((s for prefix, s in schemas.items() if path.name.startswith(prefix)), None)
         if path.name.startswith("forecast"):
             load_forecast_config(path)
-        elif path.name.startswith("align-sft"):
-            load_config(path, SFTConfig)
-        elif path.name.startswith("align-rm"):
-            load_config(path, RMConfig)
+        elif schema is not None:
+            load_config(path, schema)
         elif path.name.startswith("vlm-"):
             load_config(path, VLMConfig)
         else:
