@@ -127,10 +127,9 @@ def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_let
         letter = max(p, key=p.get)
         confidence.append(p[letter])
         table[row["label"]][letter] += 1
-        right = (letter in refusal_letters) == (row["label"] == "refusal")
-        by_set.setdefault(f"{row['source']} ({row['label']})", [0, 0])
-        by_set[f"{row['source']} ({row['label']})"][0] += right
-        by_set[f"{row['source']} ({row['label']})"][1] += 1
+        counts = by_set.setdefault(f"{row['source']} ({row['label']})", [0, 0])
+        counts[0] += (letter in refusal_letters) == (row["label"] == "refusal")
+        counts[1] += 1
     right = sum(v[0] for v in by_set.values())
     lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}, zero-shot; refusal letters "
              f"{','.join(refusal_letters)}" + ("; calibrated (content-free prior divided out)" if calibrate else ""),

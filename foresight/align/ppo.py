@@ -42,7 +42,7 @@ from foresight.align.judge import is_refusal
 from foresight.align.ppo_math import (AdaptiveKLController, gae, kl_per_token, masked_mean, policy_loss,
                                       token_rewards, value_loss, whiten)
 from foresight.align.replies import ReplyBatch, replies_batch, reply_hidden_states, token_logprobs
-from foresight.align.rewards import RewardMix
+from foresight.align.rewards import RewardMix, WeightedReward
 from foresight.errors import ForesightError
 from foresight.train.distributed import DistInfo
 from foresight.train.loop import train_loop
@@ -141,40 +141,27 @@ class Minibatch:
     returns: torch.Tensor
 
 
-class Rewards:
-    """Every configured reward source, called on one iteration's replies."""
+def reward_mix(cfg: PPOConfig, reference: nn.Module, tokenizer, device) -> RewardMix:
+    """Every configured reward source in one weighted mix: the [[rewards]] callables, the reward model and the
+    rule-based reward model (each a reward callable of the same shape)."""
+    opts = cfg.ppo
+    parts = RewardMix.from_config(cfg.rewards).rewards if cfg.rewards else []
+    if opts.reward_model:
+        from foresight.align.rm import RewardModelReward
 
-    def __init__(self, cfg: PPOConfig, reference: nn.Module, tokenizer, device):
-        opts = cfg.ppo
-        self.mix = RewardMix.from_config(cfg.rewards) if cfg.rewards else None
-        self.sources: list[tuple[str, float, object]] = []
-        if opts.reward_model:
-            from foresight.align.rm import RewardModelReward
+        parts.append(WeightedReward("reward_model", opts.reward_model_weight,
+                                    RewardModelReward(opts.reward_model, device)))
+    if opts.rubric:
+        from foresight.align.rbrm import RBRM, load_rubric
 
-            self.sources.append(("reward_model", opts.reward_model_weight, RewardModelReward(opts.reward_model,
-                                                                                             device)))
-        if opts.rubric:
-            from foresight.align.rbrm import RBRM, load_rubric
-
-            if opts.grader:
-                grader = align_run.load_base(opts.grader, device)
-                grader_model, grader_tok = grader.model.eval().requires_grad_(False), grader.tokenizer
-            else:  # the policy's starting model, frozen: the reference
-                grader_model, grader_tok = reference, tokenizer
-            self.sources.append(("rbrm", opts.rubric_weight, RBRM(load_rubric(opts.rubric), grader_model, grader_tok,
-                                                                  calibrate=opts.calibrate_grader)))
-
-    def __call__(self, prompts: list[Prompt], replies: list[str]) -> tuple[list[float], dict[str, list[float]]]:
-        texts = [p.text for p in prompts]
-        meta = {"prompt_types": [p.ptype for p in prompts], "messages": [p.messages for p in prompts]}
-        total, by_source = [0.0] * len(prompts), {}
-        if self.mix is not None:
-            total, by_source = self.mix(texts, replies, **meta)
-        for name, weight, fn in self.sources:
-            values = [float(v) for v in fn(texts, replies, **meta)]
-            by_source[name] = values
-            total = [t + weight * v for t, v in zip(total, values)]
-        return total, by_source
+        if opts.grader:
+            grader = align_run.load_base(opts.grader, device)
+            grader_model, grader_tok = grader.model.eval().requires_grad_(False), grader.tokenizer
+        else:  # the policy's starting model, frozen: the reference
+            grader_model, grader_tok = reference, tokenizer
+        parts.append(WeightedReward("rbrm", opts.rubric_weight, RBRM(load_rubric(opts.rubric), grader_model,
+                                                                     grader_tok, calibrate=opts.calibrate_grader)))
+    return RewardMix(parts)
 
 
 def generate(lm: nn.Module, tokenizer, prompt_ids: list[list[int]], max_new_tokens: int, temperature: float,
@@ -222,7 +209,7 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
     loaded = align_run.load_base(cfg.base, device)
     tokenizer, lm = loaded.tokenizer, loaded.model
     reference = align_run.load_base(cfg.base, device).model.eval().requires_grad_(False)
-    rewards = Rewards(cfg, reference, tokenizer, device)
+    rewards = reward_mix(cfg, reference, tokenizer, device)
     room = lm.cfg.max_seq_len - opts.max_new_tokens
 
     def encoded(prompts: list[Prompt]) -> list[tuple[Prompt, list[int]]]:
@@ -256,7 +243,8 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
         seqs = [ids + reply for (_, ids), (reply, _, _) in zip(chosen, replies)]
         starts = [len(ids) for _, ids in chosen]
         texts = [text for _, text, _ in replies]
-        scores, by_source = rewards(prompts, texts)
+        scores, by_source = rewards([p.text for p in prompts], texts, prompt_types=[p.ptype for p in prompts],
+                                    messages=[p.messages for p in prompts])
         ended = [e for _, _, e in replies]
         scores = [s + (0.0 if e else opts.no_end_penalty) for s, e in zip(scores, ended)]
         batch = replies_batch(seqs, starts).to(device)

@@ -146,13 +146,11 @@ class RBRM:
 
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        max_len = self.model.cfg.max_seq_len
+        room = self.model.cfg.max_seq_len + 1 - max(len(v) for v in self.letter_ids.values())
         requests, letters = [], list(self.rubric.categories)
         for prompt, response in zip(prompts, responses):
             message = {"role": "user", "content": self.rubric.classifier_message(prompt, response)}
-            ids = self.tokenizer.apply_chat_template([message])
-            longest = max(len(v) for v in self.letter_ids.values())
-            ids = ids[-(max_len + 1 - longest):]  # a very long response loses its start, as the harness does
+            ids = self.tokenizer.apply_chat_template([message])[-room:]  # a long one loses its start, as the harness
             requests += [(ids, self.letter_ids[letter], []) for letter in letters]
         scores = score_token_requests(self.model, requests, batch_tokens=self.batch_tokens)
         out = []

@@ -95,16 +95,15 @@ class Pair:
 
 
 def tokenize_pairs(tokenizer, records: list[dict], max_len: int) -> tuple[list[Pair], int]:
-    from foresight.align.tokens import reply_tokens
+    from foresight.align.tokens import reply_sequence
 
     pairs, too_long = [], 0
     for r in records:
-        chosen = reply_tokens(tokenizer, r["messages"], r["chosen"])
-        rejected = reply_tokens(tokenizer, r["messages"], r["rejected"])
+        chosen, start = reply_sequence(tokenizer, r["messages"], r["chosen"])
+        rejected, _ = reply_sequence(tokenizer, r["messages"], r["rejected"])  # the same prompt: the same start
         if max(len(chosen), len(rejected)) > max_len:
             too_long += 1
         else:
-            start = len(tokenizer.apply_chat_template(r["messages"], add_generation_prompt=True))
             pairs.append(Pair(chosen, rejected, r.get("source", "unknown"), start))
     return pairs, too_long
 
@@ -303,30 +302,34 @@ def load_reward_model(run: str | Path, device="cpu") -> tuple[RewardModel, objec
     return RewardModel(loaded.model, head).to(device).eval(), loaded.tokenizer
 
 
-@torch.no_grad()
 def score(model: RewardModel, tokenizer, prompt: list[dict], responses: list[str], device="cpu") -> list[float]:
+    """The rewards of several replies to one prompt."""
+    return score_conversations(model, tokenizer, [prompt] * len(responses), responses, device)
+
+
+@torch.no_grad()
+def score_conversations(model: RewardModel, tokenizer, prompts: list[list[dict]], responses: list[str],
+                        device="cpu", batch: int = 16) -> list[float]:
+    """The reward of each reply to its own prompt (the messages before it), `batch` right-padded rows at a time."""
     from foresight.align.tokens import reply_tokens
 
-    return model(pad_rows([reply_tokens(tokenizer, prompt, r) for r in responses]).to(device)).tolist()
+    seqs = [reply_tokens(tokenizer, m, r) for m, r in zip(prompts, responses)]
+    out: list[float] = []
+    for b in range(0, len(seqs), batch):
+        out += model(pad_rows(seqs[b:b + batch]).to(device)).float().tolist()
+    return out
 
 
 class RewardModelReward:
     """A reward model as a reward callable (`foresight.align.rewards`): fn(prompts, responses, messages=[...]),
     where messages[i] is rollout i's conversation before the reply (system and user turns)."""
 
-    def __init__(self, run: str | Path, device="cpu", batch: int = 16):
+    def __init__(self, run: str | Path, device="cpu"):
         self.model, self.tokenizer = load_reward_model(run, device)
-        self.device, self.batch, self.run = device, batch, str(run)
+        self.device = device
 
-    @torch.no_grad()
     def __call__(self, prompts: list[str], responses: list[str], messages: list[list[dict]] | None = None,
                  **meta) -> list[float]:
-        from foresight.align.tokens import reply_tokens
-
         if messages is None:
             messages = [[{"role": "user", "content": p}] for p in prompts]
-        seqs = [reply_tokens(self.tokenizer, m, r) for m, r in zip(messages, responses)]
-        out: list[float] = []
-        for b in range(0, len(seqs), self.batch):
-            out += self.model(pad_rows(seqs[b:b + self.batch]).to(self.device)).float().tolist()
-        return out
+        return score_conversations(self.model, self.tokenizer, messages, responses, self.device)

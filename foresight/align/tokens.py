@@ -48,6 +48,14 @@ def conversation_tokens(tokenizer, messages: list[dict], where: str = "conversat
 def reply_tokens(tokenizer, prompt: list[dict], reply: str) -> list[int]:
     """The ids of `prompt` followed by the assistant's `reply` and its end-of-turn token: the sequence a reward
     model scores at its last token."""
+    return reply_sequence(tokenizer, prompt, reply)[0]
+
+
+def reply_sequence(tokenizer, prompt: list[dict], reply: str) -> tuple[list[int], int]:
+    """`reply_tokens`, and the index of the reply's first token (where the prompt and the assistant's opening end):
+    what DPO and PPO score log-probabilities from."""
     ids, trained = conversation_tokens(tokenizer, [*prompt, {"role": "assistant", "content": reply}])
-    last = max(j for j, t in enumerate(trained) if t) if any(trained) else len(ids) - 1
-    return ids[:last + 1]
+    marked = [j for j, t in enumerate(trained) if t]
+    if not marked:
+        return ids, len(ids)
+    return ids[:marked[-1] + 1], marked[0]
