@@ -18,10 +18,10 @@ Each iteration, on the shared training loop:
 The value head is a linear layer on the policy's final-norm hidden state (a shared body, as InstructGPT's PPO and
 TRL's value-head models have). After each iteration's last update the loop's evaluation logs the iteration: the
 mean score and each source's, KL to the reference, entropy, clip fraction, value loss, reply length, the share of
-replies that ended, and refusal rates of the greedy replies to `prompts.probe` held-out prompts by the phrase judge
-(`align.judge`). The adaptive KL coefficient lives in a buffer of the module, so checkpoints carry it; checkpoints
-fall on iteration boundaries (the config checks), and an iteration's rollouts are a function of the weights and
-the iteration number, so --resume continues exactly.
+replies that ended, the seconds spent generating and scoring the rollouts, and refusal rates of the greedy
+replies to `prompts.probe` held-out prompts by the phrase judge (`align.judge`). The adaptive KL coefficient lives
+in a buffer of the module, so checkpoints carry it; checkpoints fall on iteration boundaries (the config checks),
+and an iteration's rollouts are a function of the weights and the iteration number, so --resume continues exactly.
 """
 
 from __future__ import annotations
@@ -238,15 +238,18 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
         chosen = [train_prompts[i] for i in rng.choice(len(train_prompts), opts.rollouts,
                                                        replace=len(train_prompts) < opts.rollouts)]
         seeds = [int(s) for s in rng.integers(0, 2**31, opts.rollouts)]
+        t_generate = time.perf_counter()
         replies = generate(lm, tokenizer, [ids for _, ids in chosen], opts.max_new_tokens, opts.temperature, seeds)
         prompts = [p for p, _ in chosen]
         seqs = [ids + reply for (_, ids), (reply, _, _) in zip(chosen, replies)]
         starts = [len(ids) for _, ids in chosen]
         texts = [text for _, text, _ in replies]
+        t_score = time.perf_counter()
         scores, by_source = rewards([p.text for p in prompts], texts, prompt_types=[p.ptype for p in prompts],
                                     messages=[p.messages for p in prompts])
         ended = [e for _, _, e in replies]
         scores = [s + (0.0 if e else opts.no_end_penalty) for s, e in zip(scores, ended)]
+        t_scored = time.perf_counter()
         batch = replies_batch(seqs, starts).to(device)
         model.eval()
         with torch.no_grad(), autocast:
@@ -266,7 +269,8 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
         stats = {"score": float(np.mean(scores)), "kl": float(kl.sum(1).mean()),
                  "entropy": float(masked_mean(batch.padded(entropy.float())[0], mask)),
                  "reply_tokens": float(mask.sum(1).mean()), "ended": float(np.mean(ended)),
-                 "kl_coef": float(model.kl_coef)}
+                 "kl_coef": float(model.kl_coef), "rollout_seconds": t_score - t_generate,
+                 "score_seconds": t_scored - t_score}
         stats |= {f"score/{name}": float(np.mean(v)) for name, v in by_source.items()}
         stats |= {f"rollout_{k}": v for k, v in refusal_rates(prompts, texts).items()}
         return Iteration(seqs, starts, old_logps, old_values, advantages, returns, stats)
