@@ -78,7 +78,7 @@ def test_report_from_two_real_eval_runs(results, tmp_path, capsys):
     before_path, after_path = results
     before, after = (json.loads(p.read_text()) for p in results)
     out = tmp_path / "report"
-    text = write_report(before_path, after_path, out)
+    text = write_report([before_path, after_path], out)
     report = json.loads((out / "report.json").read_text())
     rows = report["rows"]
 
@@ -143,7 +143,7 @@ def test_report_from_two_real_eval_runs(results, tmp_path, capsys):
     assert "](calibration.png)" in md and "](behaviour.png)" in md
 
     # labels name the columns
-    text = write_report(before_path, after_path, tmp_path / "labelled", labels=("base", "sft"))
+    text = write_report([before_path, after_path], tmp_path / "labelled", labels=("base", "sft"))
     assert "sft - base" in text and json.loads((tmp_path / "labelled" / "report.json").read_text())[
         "calibration"]["mmlu"]["sft"]["ece"] == pytest.approx(cal["after"]["ece"])
 
@@ -235,7 +235,7 @@ def test_report_on_written_files_without_items(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(before))
     b.write_text(json.dumps(after))
-    text = write_report(a, b, tmp_path / "out")
+    text = write_report([a, b], tmp_path / "out")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert sum(r["task"] == "mmlu" and r["group"] is not None for r in report["rows"]) == 20
     assert "s07" not in text and "mmlu: 20 groups, in report.json" in text
@@ -261,16 +261,111 @@ def test_bad_inputs_name_the_file(results, tmp_path):
             path.write_text(content)
         for before, after in ((path, good), (good, path)):
             with pytest.raises(ForesightError) as e:
-                write_report(before, after, tmp_path / "out")
+                write_report([before, after], tmp_path / "out")
             assert str(path) in str(e.value), (name, str(e.value))
     with pytest.raises(ForesightError, match="is a directory"):
-        write_report(tmp_path, good, tmp_path / "out")
+        write_report([tmp_path, good], tmp_path / "out")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"tasks": {"refusal": _task({"refusal_rate": 0.5})}}))
     with pytest.raises(ForesightError, match="no task in common") as e:
-        write_report(good, other, tmp_path / "out")
+        write_report([good, other], tmp_path / "out")
     assert str(good) in str(e.value) and str(other) in str(e.value)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ForesightError, match="is a file"):
-        write_report(good, results[1], tmp_path / "file")
+        write_report([good, results[1]], tmp_path / "file")
     assert not (tmp_path / "out").exists()  # nothing written for a refused input
+
+
+# ----- more than two stages, and training curves ----------------------------------------------------------------------
+
+
+def _stage_files(tmp_path) -> list[Path]:
+    """base -> sft -> ppo, and dpo from sft: four results files written out."""
+    ppo = json.loads(json.dumps(AFTER))
+    ppo["model"] = {"spec": "ppo"}
+    ppo["tasks"]["over_refusal"]["metrics"]["refusal_rate"] = 0.05
+    ppo["tasks"]["refusal"]["metrics"]["refusal_rate"] = 0.7
+    dpo = json.loads(json.dumps(AFTER))
+    dpo["model"] = {"spec": "dpo"}
+    dpo["tasks"]["steerability"]["metrics"]["compliance"] = 0.7
+    paths = []
+    for name, results in (("base", BEFORE), ("sft", AFTER), ("ppo", ppo), ("dpo", dpo)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(results))
+    return paths
+
+
+def _ppo_run(root: Path) -> Path:
+    """A run directory's metrics.jsonl as `foresight align ppo` writes it: a row per update, the iteration's
+    statistics on its last update's row."""
+    root.mkdir()
+    rows = []
+    for step in range(1, 9):
+        row = {"step": step, "train_loss": 0.1 / step}
+        if step % 4 == 0:
+            row |= {"score": step / 8, "score/refusal_rules": step / 10, "score/rbrm": -0.1, "kl": 0.01 * step,
+                    "probe_refusal_rate/allowed": 0.2 - step / 80, "probe_refusal_rate/disallowed": 0.9}
+        rows.append(row)
+    (root / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_report_of_four_stages_each_against_the_one_it_started_from(tmp_path):
+    base, sft, ppo, dpo = _stage_files(tmp_path)
+    run = _ppo_run(tmp_path / "ppo-run")
+    out = tmp_path / "stages"
+    assert main(["align", "report", str(base), str(sft), str(ppo), str(dpo), "--labels", "base,SFT,PPO,DPO",
+                 "--started-from", "base,SFT,SFT", "--runs", str(run), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert [(c["stage"], c["from"]) for c in report["comparisons"]] == [("SFT", "base"), ("PPO", "SFT"),
+                                                                          ("DPO", "SFT")]
+    by = {c["stage"]: {(r["task"], r["metric"], r["group"]): r for r in c["rows"]} for c in report["comparisons"]}
+    r = by["PPO"]["over_refusal", "refusal_rate", None]
+    assert (r["before"], r["after"], r["verdict"]) == (0.2, 0.05, "better")  # against SFT, not against base
+    r = by["DPO"]["steerability", "compliance", None]
+    assert (r["before"], r["after"], r["verdict"]) == (0.9, 0.7, "worse")  # DPO started from SFT, not from PPO
+    assert "before" not in report and [s["started_from"] for s in report["stages"]] == [None, "base", "SFT", "SFT"]
+    # the table: a value column per stage and a change column per comparison
+    md = (out / "report.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| task"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[3:10] == ["base", "SFT", "PPO", "DPO", "SFT - base", "PPO - SFT", "DPO - SFT"]
+    over = next(line for line in md.splitlines() if line.startswith("| over_refusal | "))
+    assert [c.strip() for c in over.strip("|").split("|")][3:10] == ["10.00", "20.00", "5.00", "20.00", "+10.00",
+                                                                    "-15.00", "+0.00"]
+    # the curves: PPO's reward by source, KL and probe refusal rates
+    assert report["curves"]["reward per reply (mean; each source)"] == [
+        "ppo-run: score", "ppo-run: score/rbrm", "ppo-run: score/refusal_rules"]
+    assert set(report["curves"]) == {"training loss", "reward per reply (mean; each source)",
+                                     "KL to the reference (nats per reply)", "refusal rate of the held-out probe"}
+    for name in ("behaviour.png", "curves.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert "](curves.png)" in md
+
+
+def test_bad_stage_arguments_are_refused_by_name(tmp_path, capsys):
+    base, sft, ppo, dpo = _stage_files(tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(ForesightError, match="at least two results files"):
+        write_report([base], out)
+    with pytest.raises(ForesightError, match="labels must be 3 different names"):
+        write_report([base, sft, ppo], out, labels=["base", "SFT"])
+    with pytest.raises(ForesightError, match="labels must be 2 different names"):
+        write_report([base, sft], out, labels=["x", "x"])
+    with pytest.raises(ForesightError, match="'SFT' cannot start from 'PPO': name an earlier stage"):
+        write_report([base, sft, ppo], out, labels=["base", "SFT", "PPO"], started_from=["PPO", "SFT"])
+    with pytest.raises(ForesightError, match="'PPO' cannot start from 'DPO'"):
+        write_report([base, sft, ppo], out, labels=["base", "SFT", "PPO"], started_from=["base", "DPO"])
+    with pytest.raises(ForesightError, match="needs 2 labels"):
+        write_report([base, sft, ppo], out, labels=["base", "SFT", "PPO"], started_from=["base"])
+    (tmp_path / "empty-run").mkdir()
+    with pytest.raises(ForesightError, match="empty-run: no metrics.jsonl"):
+        write_report([base, sft], out, runs=[tmp_path / "empty-run"])
+    bad = tmp_path / "bad-run"
+    bad.mkdir()
+    (bad / "metrics.jsonl").write_text('{"step": 1}\n{oops\n')
+    with pytest.raises(ForesightError, match=r"metrics.jsonl:2: not valid JSON"):
+        write_report([base, sft], out, runs=[bad])
+    assert not out.exists()  # nothing written for a refused input
+    assert main(["align", "report", str(base), "--out", str(out)]) == 2
+    assert "at least two results files" in capsys.readouterr().err

@@ -50,13 +50,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--response", action="append", required=True, help="a reply to score (repeatable)")
     s.set_defaults(func=_score)
 
-    r = asub.add_parser("report", help="compare eval results before and after a stage",
-                        description="A table and figures of every metric two `foresight eval --out` files share, "
-                                    "with the direction of better for each, and MMLU's calibration before and after "
-                                    "(the GPT-4 report's Figure 8).")
-    r.add_argument("before", type=Path, help="eval results of the model before the stage")
-    r.add_argument("after", type=Path, help="eval results of the model after it")
+    r = asub.add_parser("report", help="compare eval results of the stages of post-training",
+                        description="A table and figures of every metric the `foresight eval --out` files of "
+                                    "successive stages share (base -> SFT -> PPO ...), each stage against the one it "
+                                    "started from, with the direction of better for each; MMLU's calibration at "
+                                    "each stage (the GPT-4 report's Figure 8); training curves of --runs.")
+    r.add_argument("results", type=Path, nargs="+", help="eval results files, one per stage, in order (at least 2)")
     r.add_argument("--out", type=Path, required=True, help="directory for report.md, report.json and the PNGs")
+    r.add_argument("--labels", default=None, help="the stages' names, comma-separated (default: before,after)")
+    r.add_argument("--started-from", default=None, metavar="LABELS",
+                   help="for each stage after the first, the label of the stage it started from, comma-separated "
+                        "(default: the previous one), e.g. base,SFT,SFT for --labels base,SFT,PPO,DPO")
+    r.add_argument("--runs", type=Path, nargs="*", default=[],
+                   help="training run directories whose curves to draw (PPO: reward, KL, probe refusal rates)")
     r.set_defaults(func=_report)
 
 
@@ -126,5 +132,7 @@ def _score(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from foresight.align.report import write_report
 
-    print(write_report(args.before, args.after, args.out))
+    split = lambda text: None if text is None else text.split(",")
+    print(write_report(args.results, args.out, labels=split(args.labels), started_from=split(args.started_from),
+                       runs=args.runs))
     return 0

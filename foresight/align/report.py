@@ -177,28 +177,38 @@ def _shown_rows(rows: list[Row]) -> tuple[list[Row], dict[str, int]]:
     return [r for r in rows if r.group is None or r.task not in hidden], hidden
 
 
-def _cells(rows: list[Row], labels: tuple[str, str]) -> tuple[tuple, list[tuple]]:
-    header = ("task", "group", "metric", labels[0], labels[1], f"{labels[1]} - {labels[0]}", "better", "change")
+def _cells(table: list[tuple], stages: list["Stage"], edges: list[tuple[int, int]]) -> tuple[tuple, list[tuple]]:
+    """The table's header and rows: each stage's value, then each comparison's change and verdict. `table` holds
+    (key, {edge: Row}) for every shown key, in order."""
+    labels = [s.label for s in stages]
+    deltas = [f"{labels[c]} - {labels[p]}" for p, c in edges]
+    verdicts = ["change"] if len(edges) == 1 else [f"{labels[c]} vs {labels[p]}" for p, c in edges]
+    header = ("task", "group", "metric", *labels, *deltas, "better", *verdicts)
     body = []
-    for r in rows:
-        n = f"  (n {r.n_before} vs {r.n_after})" if r.n_before is not None and r.n_after is not None and \
-            r.group is None and r.n_before != r.n_after else ""
-        body.append((r.task, r.group or "", _metric_label(r), _show(r.before, r.metric), _show(r.after, r.metric),
-                     _show_delta(r), r.better, _verdict_label(r) + n))
+    for (task, metric, group), by_edge in table:
+        first = next(iter(by_edge.values()))
+        values = [_show(_value(s.results, task, metric, group), metric) for s in stages]
+        shown_deltas, shown_verdicts = [], []
+        for edge in edges:
+            r = by_edge[edge]
+            n = f"  (n {r.n_before} vs {r.n_after})" if r.n_before is not None and r.n_after is not None and \
+                r.group is None and r.n_before != r.n_after else ""
+            shown_deltas.append(_show_delta(r))
+            shown_verdicts.append(_verdict_label(r) + n)
+        body.append((task, group or "", _metric_label(first), *values, *shown_deltas, first.better, *shown_verdicts))
     return header, body
 
 
-def _text_table(header: tuple, body: list[tuple]) -> str:
+def _text_table(header: tuple, body: list[tuple], numeric: set[int]) -> str:
     widths = [max(len(str(c[i])) for c in [header, *body]) for i in range(len(header))]
-    numeric = {3, 4, 5}
     line = lambda cells: "  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
                                    for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(c) for c in body])
 
 
-def _md_table(header: tuple, body: list[tuple]) -> str:
+def _md_table(header: tuple, body: list[tuple], numeric: set[int]) -> str:
     esc = lambda c: str(c).replace("|", "\\|") or " "
-    align = ["---" if i not in (3, 4, 5) else "---:" for i in range(len(header))]
+    align = ["---" if i not in numeric else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(esc(c) for c in header) + " |", "| " + " | ".join(align) + " |"]
     return "\n".join(lines + ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body])
 
@@ -214,14 +224,21 @@ def _tally(rows: list[Row]) -> str:
 # ----- figures --------------------------------------------------------------------------------------------------------
 
 
-def _behaviour_figure(rows: list[Row], labels: tuple[str, str], path: Path, title: str) -> Path | None:
-    """Grouped bars, one panel per task (a rate panel in %, another for any other scale), of the rows shown in the
-    table that both files have; counts are left to the table. None when there is nothing to draw."""
-    panels: dict[tuple[str, bool], list[Row]] = {}
-    for r in rows:
-        if r.delta is None or r.metric in COUNTS:  # in one file only (or NaN), or a count
+COLOURS = ("#9a9a9a", "#3b75af", "#e08a2c", "#4f9a5a", "#8e5ea2", "#c0504d")
+
+
+def _behaviour_figure(table: list[tuple], stages: list["Stage"], edges: list[tuple[int, int]], path: Path,
+                      title: str) -> Path | None:
+    """Grouped bars, one bar per stage and one panel per task (a rate panel in %, another for any other scale), of
+    the table's rows every stage has; above each compared stage's bar its change from the stage it started from.
+    Counts are left to the table. None when there is nothing to draw."""
+    panels: dict[tuple[str, bool], list[tuple]] = {}
+    for key, by_edge in table:
+        task, metric, group = key
+        values = [_value(s.results, task, metric, group) for s in stages]
+        if metric in COUNTS or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
             continue
-        panels.setdefault((r.task, _is_pct(r.metric)), []).append(r)
+        panels.setdefault((task, _is_pct(metric)), []).append((key, values, by_edge))
     if not panels:
         return None
     import matplotlib
@@ -229,50 +246,127 @@ def _behaviour_figure(rows: list[Row], labels: tuple[str, str], path: Path, titl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    k = len(stages)
     sizes = [len(p) for p in panels.values()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(min(2.2 + 0.75 * sum(sizes) + 0.6 * len(panels), 40), 4.6),
-                             dpi=130, gridspec_kw={"width_ratios": [s + 0.8 for s in sizes]}, squeeze=False)
-    colours = ("#9a9a9a", "#3b75af")
-    width = 0.38
+    fig, axes = plt.subplots(1, len(panels), figsize=(min(2.2 + (0.375 * k) * sum(sizes) + 0.6 * len(panels), 40),
+                                                      4.6), dpi=130,
+                             gridspec_kw={"width_ratios": [s + 0.8 for s in sizes]}, squeeze=False)
+    width = 0.76 / k
+    offset = lambda j: (j - (k - 1) / 2) * width
     for ax, ((task, pct), members) in zip(axes[0], panels.items()):
         scale = 100 if pct else 1
         xs = range(len(members))
-        for k, (label, colour) in enumerate(zip(labels, colours)):
-            values = [(r.before if k == 0 else r.after) * scale for r in members]
-            ax.bar([x + (k - 0.5) * width for x in xs], values, width=width, color=colour, label=label)
-        top = max(max(r.before, r.after) * scale for r in members)
-        for x, r in zip(xs, members):
-            colour = "#2e8b57" if r.improved else "#c0392b" if r.improved is False else "#555555"
-            text = _show_delta(r) + ("" if r.beyond_noise is not False or r.improved is None else "?")
-            ax.text(x, max(r.before, r.after) * scale + 0.02 * (top or 1), text, ha="center", va="bottom",
-                    fontsize=7, color=colour)
+        for j, stage in enumerate(stages):
+            ax.bar([x + offset(j) for x in xs], [values[j] * scale for _, values, _ in members], width=width,
+                   color=COLOURS[j % len(COLOURS)], label=stage.label)
+        top = max(max(values) * scale for _, values, _ in members)
+        for x, (_, values, by_edge) in zip(xs, members):
+            for parent, child in edges:
+                r = by_edge[(parent, child)]
+                colour = "#2e8b57" if r.improved else "#c0392b" if r.improved is False else "#555555"
+                text = _show_delta(r) + ("" if r.beyond_noise is not False or r.improved is None else "?")
+                where = x + (offset(child) if k > 2 else 0.0)
+                ax.text(where, values[child] * scale + 0.02 * (top or 1), text, ha="center", va="bottom",
+                        fontsize=7 if k == 2 else 5.5, color=colour, rotation=0 if k == 2 else 90)
         # group bars are named by their group, and by their metric too where the task's groups have several
-        group_metrics = sorted({r.metric for r in members if r.group is not None})
-        names = [(r.metric if r.group is None else r.group if len(group_metrics) == 1 else f"{r.group}: {r.metric}")
-                 + (" ↓" if r.better == "lower" else "") for r in members]
+        group_metrics = sorted({key[1] for key, _, _ in members if key[2] is not None})
+        names = [(metric if group is None else group if len(group_metrics) == 1 else f"{group}: {metric}")
+                 + (" ↓" if by_edge[edges[0]].better == "lower" else "")
+                 for (_, metric, group), _, by_edge in members]
         ax.set_xticks(list(xs))
         long = max(len(n) for n in names) > 8 and len(names) > 1
         ax.set_xticklabels(names, rotation=30 if long else 0, ha="right" if long else "center", fontsize=8)
-        first_group = next((x for x, r in zip(xs, members) if r.group is not None), None)
+        first_group = next((x for x, (key, _, _) in zip(xs, members) if key[2] is not None), None)
         if first_group:
             ax.axvline(first_group - 0.5, color="#bbbbbb", lw=0.8)
         ax.set_title(task + (f" (by group: {', '.join(group_metrics)})" if group_metrics else ""), fontsize=9)
         if pct:
-            ax.set_ylim(0, max(110, top * 1.15))
+            ax.set_ylim(0, max(110 if k == 2 else 120, top * (1.15 if k == 2 else 1.3)))
             ax.set_ylabel("%")
         else:
-            ax.set_ylim(0, (top or 1) * 1.18)
+            ax.set_ylim(0, (top or 1) * (1.18 if k == 2 else 1.35))
         ax.grid(axis="y", alpha=0.25)
         ax.set_axisbelow(True)
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=8, frameon=False, loc="upper left", ncol=1)
-    fig.suptitle(f"{title}\n↓: lower is better (others: higher); above each pair: {labels[1]} - {labels[0]}, "
+    changes = ", ".join(f"{stages[c].label} - {stages[p].label}" for p, c in edges)
+    fig.suptitle(f"{title}\n↓: lower is better (others: higher); above each bar: {changes}, "
                  f"green better, red worse, ? within noise (2 s.e.)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+# What the training curves figure draws from a run's metrics.jsonl: (panel title, does a key belong in it).
+CURVE_PANELS = (
+    ("training loss", lambda key: key == "train_loss"),
+    ("reward per reply (mean; each source)", lambda key: key == "score" or key.startswith("score/")),
+    ("KL to the reference (nats per reply)", lambda key: key == "kl"),
+    ("refusal rate of the held-out probe", lambda key: key.startswith("probe_refusal_rate/")),
+    ("held-out preference accuracy", lambda key: key == "acc"),
+    ("held-out loss", lambda key: key == "val_loss"),
+)
+
+
+def _read_curves(run: Path) -> list[dict]:
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise ForesightError(f"--runs {run}: no metrics.jsonl (give a run directory written by foresight align)")
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ForesightError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    if not rows:
+        raise ForesightError(f"{path}: no metrics rows")
+    return rows
+
+
+def _curves_figure(runs: list[Path], path: Path) -> dict[str, list[str]] | None:
+    """Training curves of the runs, one panel per CURVE_PANELS entry any run has (loss; PPO's reward by source, KL
+    and probe refusal rates; DPO's and the reward model's held-out accuracy and loss) against the optimizer step.
+    Returns {panel: the series drawn}, or None when no run has any of them."""
+    curves = [(Path(run).name, _read_curves(run)) for run in runs]
+    drawn: dict[str, list[tuple[str, list[int], list[float]]]] = {}
+    for title, wanted in CURVE_PANELS:
+        for name, rows in curves:
+            keys = sorted({k for r in rows for k in r if wanted(k)})
+            for key in keys:
+                points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+                if points:
+                    label = f"{name}: {key}" if len(keys) > 1 or len(curves) > 1 else name
+                    drawn.setdefault(title, []).append((label, [p[0] for p in points], [p[1] for p in points]))
+    if not drawn:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(drawn))
+    rows_n = -(-len(drawn) // columns)
+    fig, axes = plt.subplots(rows_n, columns, figsize=(5.2 * columns, 3.6 * rows_n), dpi=130, squeeze=False)
+    for ax in axes.flat[len(drawn):]:
+        ax.set_visible(False)
+    for ax, (title, series) in zip(axes.flat, drawn.items()):
+        for label, steps, values in series:
+            ax.plot(steps, values, marker="o" if len(steps) < 40 else None, ms=2.5, lw=1.2, label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("optimizer step", fontsize=8)
+        ax.grid(alpha=0.25)
+        ax.legend(fontsize=6.5, frameon=False)
+    fig.suptitle("Training curves: " + ", ".join(name for name, _ in curves), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return {title: [label for label, _, _ in series] for title, series in drawn.items()}
 
 
 def _calibrated(task: dict) -> list[dict] | None:
@@ -290,99 +384,177 @@ def _calibrated(task: dict) -> list[dict] | None:
 # ----- the report -----------------------------------------------------------------------------------------------------
 
 
-def write_report(before_path, after_path, out_dir, labels: tuple[str, str] = ("before", "after")) -> str:
-    """Compare two `foresight eval` results files; write OUT_DIR/report.md, report.json, behaviour.png and (when
-    both files have a calibrated task with per-item records) calibration.png. Returns the terminal summary: the
-    table, what is in one file only, a tally, the ECE before and after, and the files written."""
+@dataclass
+class Stage:
+    label: str
+    path: Path
+    results: dict
+    started_from: int | None  # the index of the stage it is compared with (None: the first)
+
+
+def _value(results: dict, task: str, metric: str, group: str | None):
+    table = results["tasks"].get(task)
+    if table is None:
+        return None
+    if group is not None:
+        table = (table.get("groups") or {}).get(group)
+        return None if table is None else table.get(metric)
+    return table["metrics"].get(metric)
+
+
+def _stages(paths: list, labels, started_from) -> list[Stage]:
+    """The stages in order, each with the stage it started from: the previous one, unless `started_from` names
+    (by label) the stage each one after the first started from."""
+    if len(paths) < 2:
+        raise ForesightError("give at least two results files (the model before a stage and after it)")
+    labels = [str(x).strip() for x in (labels or (("before", "after") if len(paths) == 2 else
+                                                  [f"stage {i + 1}" for i in range(len(paths))]))]
+    if len(labels) != len(paths) or not all(labels) or len(set(labels)) != len(labels):
+        raise ForesightError(f"labels must be {len(paths)} different names, one per results file, not {labels!r}")
+    parents = [None] + list(range(len(paths) - 1))
+    if started_from is not None:
+        started_from = [str(x).strip() for x in started_from]
+        if len(started_from) != len(paths) - 1:
+            raise ForesightError(f"--started-from needs {len(paths) - 1} labels, the stage each results file after "
+                                 f"the first started from, not {len(started_from)}")
+        parents = [None]
+        for i, name in enumerate(started_from, 1):
+            if name not in labels[:i]:
+                raise ForesightError(f"--started-from: stage {labels[i]!r} cannot start from {name!r}: name an "
+                                     f"earlier stage ({', '.join(labels[:i])})")
+            parents.append(labels.index(name))
+    return [Stage(label, Path(path), None, parent) for label, path, parent in zip(labels, paths, parents)]
+
+
+def write_report(paths: list, out_dir, labels=None, started_from=None, runs=()) -> str:
+    """Compare `foresight eval` results files of successive stages (base -> SFT -> PPO ...; each with the stage it
+    started from: the previous one, or the one `started_from` names); write OUT_DIR/report.md, report.json,
+    behaviour.png, calibration.png (when every stage has a calibrated task with per-item records) and, for
+    `runs` (training run directories), curves.png. Returns the terminal summary: the table, what some files lack,
+    a tally per comparison, the ECE of each stage, and the files written."""
     from foresight.evals.calibration import calibration, reliability_diagrams
 
-    labels = tuple(str(x).strip() for x in labels)
-    if len(labels) != 2 or not all(labels) or labels[0] == labels[1]:
-        raise ForesightError(f"labels must be two different names, not {labels!r}")
-    before_path, after_path, out = Path(before_path), Path(after_path), Path(out_dir)
-    before, after = _read(before_path), _read(after_path)
-    common = [t for t in before["tasks"] if t in after["tasks"]]
+    stages = _stages(list(paths), labels, started_from)
+    out = Path(out_dir)
+    for stage in stages:
+        stage.results = _read(stage.path)
+    for run in runs:
+        _read_curves(run)  # a bad run directory is refused before anything is written
+    common = [t for t in stages[0].results["tasks"] if all(t in s.results["tasks"] for s in stages[1:])]
     if not common:
-        raise ForesightError(f"{before_path} and {after_path} have no task in common ({before_path}: "
-                             f"{', '.join(before['tasks'])}; {after_path}: {', '.join(after['tasks'])})")
+        listing = "; ".join(f"{s.path}: {', '.join(s.results['tasks'])}" for s in stages)
+        raise ForesightError(f"{' and '.join(str(s.path) for s in stages)} have no task in common ({listing})")
     if out.exists() and not out.is_dir():
         raise ForesightError(f"--out {out} is a file: give a directory to write the report in")
     out.mkdir(parents=True, exist_ok=True)
 
-    rows = compare(before, after)
-    shown, hidden = _shown_rows(rows)
+    edges = [(s.started_from, i) for i, s in enumerate(stages) if s.started_from is not None]
+    compared = {edge: compare(stages[edge[0]].results, stages[edge[1]].results) for edge in edges}
+    keys: dict[tuple, dict] = {}
+    for edge, rows in compared.items():
+        for r in rows:
+            keys.setdefault((r.task, r.metric, r.group), {})[edge] = r
+    table = [(key, by_edge) for key, by_edge in keys.items() if len(by_edge) == len(edges)]
+    shown_rows, hidden = _shown_rows([by_edge[edges[0]] for _, by_edge in table])
+    shown_keys = {(r.task, r.metric, r.group) for r in shown_rows}
+    table = [(key, by_edge) for key, by_edge in table if key in shown_keys]
+    labels = [s.label for s in stages]
     model = lambda r: r.get("model", {}).get("spec") or "?"
-    heads = [f"{labels[0]}: {before_path} ({model(before)})", f"{labels[1]}: {after_path} ({model(after)})"]
+    heads = [f"{s.label}: {s.path} ({model(s.results)})" +
+             (f", from {labels[s.started_from]}" if len(stages) > 2 and s.started_from is not None else "")
+             for s in stages]
     notes = []
-    only_b = [t for t in before["tasks"] if t not in after["tasks"]]
-    only_a = [t for t in after["tasks"] if t not in before["tasks"]]
-    if only_b:
-        notes.append(f"in {labels[0]} only: {', '.join(only_b)}")
-    if only_a:
-        notes.append(f"in {labels[1]} only: {', '.join(only_a)}")
+    if len(stages) == 2:
+        for s in stages:
+            missing = [t for t in s.results["tasks"] if t not in common]
+            if missing:
+                notes.append(f"in {s.label} only: {', '.join(missing)}")
+    else:
+        for task in dict.fromkeys(t for s in stages for t in s.results["tasks"] if t not in common):
+            lacking = [s.label for s in stages if task not in s.results["tasks"]]
+            notes.append(f"{task}: not in {', '.join(lacking)}")
     for task in common:
-        tb, ta = before["tasks"][task], after["tasks"][task]
-        differ = [f"{key} {tb.get(key)} vs {ta.get(key)}" for key in ("n", "shots") if tb.get(key) != ta.get(key)]
-        if differ:
-            notes.append(f"{task}: {', '.join(differ)}: not the same evaluation, compare with care")
+        for p, c in edges:
+            tb, ta = stages[p].results["tasks"][task], stages[c].results["tasks"][task]
+            differ = [f"{key} {tb.get(key)} vs {ta.get(key)}" for key in ("n", "shots") if tb.get(key) != ta.get(key)]
+            if differ:
+                notes.append(f"{task} ({labels[p]} vs {labels[c]}): {', '.join(differ)}: not the same evaluation, "
+                             f"compare with care")
     for task, n in hidden.items():
         notes.append(f"{task}: {n} groups, in report.json (not shown)")
-    notes.append(_tally(rows))
+    for edge in edges:
+        rows = [r for r in compared[edge] if (r.task, r.metric, r.group) in keys]
+        prefix = "" if len(edges) == 1 else f"{labels[edge[1]]} vs {labels[edge[0]]}: "
+        notes.append(prefix + _tally(rows))
     notes.append("rates in %, changes in points; \"within noise\": |change| <= 2 x the combined standard error "
                  "(independent errors assumed; the same items make it conservative)")
 
-    # Figure 8: every calibrated task in both files, recomputed from the per-item records.
+    # Figure 8: every calibrated task in every file, recomputed from the per-item records.
     panels, cal_json = [], {}
     for task in common:
-        rb, ra = _calibrated(before["tasks"][task]), _calibrated(after["tasks"][task])
-        if rb is None or ra is None:
-            if (rb is None) != (ra is None):
-                which = before_path if rb is None else after_path
-                notes.append(f"{task}: no per-item choice probabilities in {which}: no calibration figure")
+        records = [_calibrated(s.results["tasks"][task]) for s in stages]
+        if any(r is None for r in records):
+            if not all(r is None for r in records):
+                lacking = ", ".join(str(s.path) for s, r in zip(stages, records) if r is None)
+                notes.append(f"{task}: no per-item choice probabilities in {lacking}: no calibration figure")
             continue
-        cb, ca = calibration(rb), calibration(ra)
-        cal_json[task] = {labels[0]: {"ece": cb["ece"], "ece_top": cb["ece_top"], "n": len(rb), "bins": cb["bins"]},
-                          labels[1]: {"ece": ca["ece"], "ece_top": ca["ece_top"], "n": len(ra), "bins": ca["bins"]}}
-        if {r.get("id") for r in rb} != {r.get("id") for r in ra}:
-            notes.append(f"{task}: the two files scored different questions; the calibration panels are not on "
+        cals = [calibration(r) for r in records]
+        cal_json[task] = {s.label: {"ece": c["ece"], "ece_top": c["ece_top"], "n": len(r), "bins": c["bins"]}
+                          for s, c, r in zip(stages, cals, records)}
+        if any({x.get("id") for x in r} != {x.get("id") for x in records[0]} for r in records[1:]):
+            notes.append(f"{task}: the files scored different questions; the calibration panels are not on "
                          f"the same items")
-        notes.append(f"calibration ({task}, every choice of every question, {len(cb['bins'])} bins): ECE "
-                     f"{cb['ece'] * 100:.2f}% -> {ca['ece'] * 100:.2f}%")
-        panels += [(cb, f"{labels[0]}: {task}, {len(rb)} questions"), (ca, f"{labels[1]}: {task}, {len(ra)} questions")]
+        notes.append(f"calibration ({task}, every choice of every question, {len(cals[0]['bins'])} bins): ECE "
+                     + " -> ".join(f"{c['ece'] * 100:.2f}%" for c in cals)
+                     + (f" ({', '.join(labels)})" if len(stages) > 2 else ""))
+        panels += [(c, f"{s.label}: {task}, {len(r)} questions") for s, c, r in zip(stages, cals, records)]
 
     files = {}
-    title = f"{labels[0]}: {model(before)}   vs   {labels[1]}: {model(after)}"
-    if _behaviour_figure(shown, labels, out / "behaviour.png", title):
+    title = "   vs   ".join(f"{s.label}: {model(s.results)}" for s in stages)
+    if _behaviour_figure(table, stages, edges, out / "behaviour.png", title):
         files["behaviour"] = "behaviour.png"
     else:
-        notes.append("no metric to draw in both files: behaviour.png not written")
+        notes.append("no metric to draw in every file: behaviour.png not written")
     if panels:
         reliability_diagrams(panels, out / "calibration.png",
                              f"Calibration before and after (GPT-4 report, Figure 8, at our scale)\n{title}",
-                             columns=2)
+                             columns=len(stages))
         files["calibration"] = "calibration.png"
     else:
-        notes.append("no calibrated task with per-item records in both files: calibration.png not written")
+        notes.append("no calibrated task with per-item records in every file: calibration.png not written")
+    curves = _curves_figure([Path(r) for r in runs], out / "curves.png") if runs else None
+    if curves:
+        files["curves"] = "curves.png"
+    elif runs:
+        notes.append("no training curve in the runs' metrics: curves.png not written")
 
-    header, body = _cells(shown, labels)
-    text = "\n".join(heads + ["", _text_table(header, body), ""] + notes)
-    md = [f"# Before/after report: {labels[0]} vs {labels[1]}", "", *[f"- {h}" for h in heads], "",
-          _md_table(header, body), "", *[f"- {n}" for n in notes], ""]
-    if "behaviour" in files:
-        md += ["![behaviour metrics before and after](behaviour.png)", ""]
-    if "calibration" in files:
-        md += ["![calibration before and after (Figure 8)](calibration.png)", ""]
+    header, body = _cells(table, stages, edges)
+    numeric = set(range(3, 3 + len(stages) + len(edges)))
+    text = "\n".join(heads + ["", _text_table(header, body, numeric), ""] + notes)
+    md = [f"# Before/after report: {' vs '.join(labels)}", "", *[f"- {h}" for h in heads], "",
+          _md_table(header, body, numeric), "", *[f"- {n}" for n in notes], ""]
+    for key, what in (("behaviour", "behaviour metrics of each stage"), ("calibration", "calibration of each stage "
+                      "(Figure 8)"), ("curves", "training curves")):
+        if key in files:
+            md += [f"![{what}]({files[key]})", ""]
     (out / "report.md").write_text("\n".join(md))
     files["markdown"] = "report.md"
     files["json"] = "report.json"
-    report = {"labels": list(labels),
-              "before": {"path": str(before_path), "model": before.get("model"), "created": before.get("created")},
-              "after": {"path": str(after_path), "model": after.get("model"), "created": after.get("created")},
-              "only_before": only_b, "only_after": only_a, "rows": [asdict(r) for r in rows],
-              "calibration": cal_json, "notes": notes, "files": files}
+    stage_json = lambda s: {"path": str(s.path), "model": s.results.get("model"), "created": s.results.get("created")}
+    report = {"labels": labels,
+              "stages": [{"label": s.label, **stage_json(s),
+                          "started_from": None if s.started_from is None else labels[s.started_from]}
+                         for s in stages],
+              "comparisons": [{"stage": labels[c], "from": labels[p], "rows": [asdict(r) for r in compared[(p, c)]]}
+                              for p, c in edges],
+              "calibration": cal_json, "runs": [str(r) for r in runs], "curves": curves, "notes": notes,
+              "files": files}
+    if len(stages) == 2:  # the two-file report's own keys
+        report |= {"before": stage_json(stages[0]), "after": stage_json(stages[1]),
+                   "only_before": [t for t in stages[0].results["tasks"] if t not in common],
+                   "only_after": [t for t in stages[1].results["tasks"] if t not in common],
+                   "rows": report["comparisons"][0]["rows"]}
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
-    written = ", ".join(str(out / f) for f in ("report.md", "report.json", *(files[k] for k in ("behaviour",
-                                                                                                "calibration")
-                                                                           if k in files)))
+    written = ", ".join(str(out / f) for f in ("report.md", "report.json", *(files[k] for k in (
+        "behaviour", "calibration", "curves") if k in files)))
     return f"{text}\nwrote {written}"
-
