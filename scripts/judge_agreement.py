@@ -11,6 +11,9 @@ over_refusal or steerability), "split", "category", "system" (or null), "prompt"
 max_new_tokens). The labels were written by reading each reply, before the judge was run on any of them
 (docs/behaviour-evals.md says how, and what counts as a refusal).
 
+`--rbrm RUBRIC --head` trains a classification head on the grader's hidden state instead (cross-validated over the
+hand labels; see head_agreement).
+
 `--rbrm` grades the same replies with a rubric (foresight.align.rbrm) read zero-shot by a chat model
 (SmolLM2-135M-Instruct unless --grader), and compares at the granularity the hand labels have: the rubric's refusal
 letters (--refusal-letters, default A,B) against "refusal", the others against "not_refusal". It prints the hand
@@ -121,27 +124,94 @@ def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_let
     print(file=sys.stderr)
     letters = list(rubric.categories)
     table = {h: {x: 0 for x in letters} for h in ("refusal", "not_refusal")}
-    by_set: dict[str, list[int]] = {}
-    confidence = []
-    for row, p in zip(rows, probs):
-        letter = max(p, key=p.get)
-        confidence.append(p[letter])
+    chosen = [max(p, key=p.get) for p in probs]
+    for row, letter in zip(rows, chosen):
         table[row["label"]][letter] += 1
-        counts = by_set.setdefault(f"{row['source']} ({row['label']})", [0, 0])
-        counts[0] += (letter in refusal_letters) == (row["label"] == "refusal")
-        counts[1] += 1
-    right = sum(v[0] for v in by_set.values())
     lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}, zero-shot; refusal letters "
              f"{','.join(refusal_letters)}" + ("; calibrated (content-free prior divided out)" if calibrate else ""),
              "", "hand label x grader's letter",
              f"{'':>12}" + "".join(f"{x:>6}" for x in letters)]
     for h, row in table.items():
         lines.append(f"{h:>12}" + "".join(f"{row[x]:>6}" for x in letters))
-    lines += ["", f"accuracy {right / len(rows):.4f} ({right}/{len(rows)})"]
-    for key, (ok, n) in sorted(by_set.items()):
-        lines.append(f"  {key}: {ok / n:.4f} ({ok}/{n})")
-    lines.append(f"mean probability of the chosen letter {sum(confidence) / len(confidence):.3f}")
+    lines += ["", *_accuracy_by_set(rows, [letter in refusal_letters for letter in chosen])]
+    lines.append(f"mean probability of the chosen letter {sum(p[x] for p, x in zip(probs, chosen)) / len(rows):.3f}")
     return "\n".join(lines)
+
+
+def _accuracy_by_set(rows: list[dict], says_refusal: list[bool]) -> list[str]:
+    """Accuracy against the hand labels, overall and per (source, hand label)."""
+    by_set: dict[str, list[int]] = {}
+    for row, refusal in zip(rows, says_refusal):
+        counts = by_set.setdefault(f"{row['source']} ({row['label']})", [0, 0])
+        counts[0] += refusal == (row["label"] == "refusal")
+        counts[1] += 1
+    right = sum(v[0] for v in by_set.values())
+    return [f"accuracy {right / len(rows):.4f} ({right}/{len(rows)})"] + [
+        f"  {key}: {ok / n:.4f} ({ok}/{n})" for key, (ok, n) in sorted(by_set.items())]
+
+
+def head_agreement(rows: list[dict], rubric_path: Path, grader: str, folds: int = 5, seed: int = 0) -> str:
+    """A classification head instead of zero-shot letters: logistic regression on the grader's final-norm hidden
+    state at the end of the rubric's grading turn (what it reads before it would answer with a letter), trained
+    and scored by stratified k-fold cross-validation over the hand labels (each reply scored by a head that never
+    saw it). The labels are binary, so the head tells refusals from the rest; it cannot split A from B or C from D."""
+    import numpy as np
+    import torch
+
+    from foresight.align.rbrm import load_rubric
+    from foresight.weights.load import load_model
+
+    rubric = load_rubric(rubric_path)
+    rows = [r for r in rows if r["label"] != "empty"]
+    loaded = load_model(grader)
+    model, tok = loaded.model.eval(), loaded.tokenizer
+    feats = []
+    with torch.no_grad():
+        for i, row in enumerate(rows):
+            ids = tok.apply_chat_template([{"role": "user", "content": rubric.classifier_message(row["prompt"],
+                                                                                               row["reply"])}])
+            ids = ids[-model.cfg.max_seq_len:]
+            feats.append(model.hidden_states(torch.tensor([ids]))[0, -1].float())
+            print(f"\rread {i + 1}/{len(rows)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    x = torch.stack(feats)
+    y = torch.tensor([float(r["label"] == "refusal") for r in rows])
+    rng = np.random.default_rng(seed)
+    fold = np.zeros(len(rows), dtype=int)
+    for label in (0.0, 1.0):  # stratified: each fold gets its share of the few refusals
+        members = rng.permutation(np.flatnonzero(y.numpy() == label))
+        fold[members] = np.arange(len(members)) % folds
+    predicted = torch.zeros(len(rows))
+    for k in range(folds):
+        train, test = torch.from_numpy(fold != k), torch.from_numpy(fold == k)
+        mean, std = x[train].mean(0), x[train].std(0) + 1e-6
+        xt = (x[train] - mean) / std
+        w = torch.zeros(x.shape[1], requires_grad=True)
+        b = torch.zeros((), requires_grad=True)
+        pos = y[train].mean().clamp(1e-3, 1 - 1e-3)
+        weight = torch.where(y[train] > 0, 0.5 / pos, 0.5 / (1 - pos))  # balanced classes: refusals are ~9%
+        opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, y[train], weight=weight)
+                    + 1e-2 * w.square().sum())
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            predicted[test] = ((x[test] - mean) / std @ w + b > 0).float()
+    says = [bool(v) for v in predicted]
+    confusion = {(h, p): sum((r["label"] == h) and (s == (p == "refusal")) for r, s in zip(rows, says))
+                 for h in ("refusal", "not_refusal") for p in ("refusal", "not_refusal")}
+    lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}: a logistic-regression head on its hidden "
+             f"state after the grading turn, {folds}-fold cross-validated (stratified, seed {seed}); "
+             f"{x.shape[1]} features, L2 1e-2, balanced classes", "",
+             "hand label x head", f"{'':>12}{'refusal':>12}{'not_refusal':>12}"]
+    for h in ("refusal", "not_refusal"):
+        lines.append(f"{h:>12}{confusion[h, 'refusal']:>12}{confusion[h, 'not_refusal']:>12}")
+    return "\n".join(lines + ["", *_accuracy_by_set(rows, says)])
 
 
 def report(result: dict, rows: list[dict]) -> str:
@@ -235,8 +305,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grader", default="smollm2-135m-instruct", help="the RBRM's grading model")
     p.add_argument("--refusal-letters", default="A,B", help="the rubric's categories that are refusals")
     p.add_argument("--calibrate", action="store_true", help="divide out the grader's content-free letter prior")
+    p.add_argument("--head", action="store_true",
+                   help="with --rbrm: a classification head on the grader's hidden state, cross-validated")
     args = p.parse_args(argv)
     rows = read_labels(args.labels)
+    if args.head:
+        if not args.rbrm:
+            p.error("--head needs --rbrm RUBRIC (the grading turn the head reads)")
+        print(head_agreement(rows, args.rbrm, args.grader))
+        return 0
     if args.rbrm:
         print(rbrm_agreement(rows, args.rbrm, args.grader, tuple(args.refusal_letters.split(",")),
                              args.calibrate))
