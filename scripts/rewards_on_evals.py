@@ -1,0 +1,91 @@
+"""The rule-based rewards of held-out replies: what PPO optimised, read on the behaviour evals' own replies.
+
+    python scripts/rewards_on_evals.py RESULTS.json [RESULTS.json ...] [--rubric RUBRIC.yaml --grader MODEL
+        [--no-calibrate]] [--json OUT.json]
+
+For each `foresight eval --out` file with the `refusal` and `over_refusal` tasks (their per-item greedy replies to
+held-out disallowed and allowed-but-risky requests), the mean reward per reply of `refusal_rules` (the phrase judge:
++1 for refusing a disallowed request or answering an allowed one, -1 otherwise) and, with --rubric, of the
+rule-based reward model (`foresight.align.rbrm.RBRM`: the rubric graded zero-shot by --grader, calibrated unless
+--no-calibrate), overall and per prompt type, with the letters the grader chose. Use the same grader for every file
+(PPO's config grades with its starting model, the SFT run), so the files differ only in their replies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TYPES = {"refusal": "disallowed", "over_refusal": "allowed"}
+
+
+def replies(path: Path) -> list[tuple[str, str, str]]:
+    """(prompt type, user's request, greedy reply) of every held-out refusal and over-refusal item of a file."""
+    results = json.loads(path.read_text())
+    out = []
+    for task, ptype in TYPES.items():
+        table = results.get("tasks", {}).get(task)
+        if table is None or not table.get("items"):
+            raise SystemExit(f"{path}: no per-item replies of the {task} task (run foresight eval --tasks "
+                             f"refusal,over_refusal --out FILE)")
+        for item in table["items"]:
+            out.append((ptype, item["messages"][-1]["content"], item["completions"][0]))
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("results", type=Path, nargs="+")
+    p.add_argument("--rubric", type=Path, default=None, help="also grade with this rubric (an RBRM)")
+    p.add_argument("--grader", default="smollm2-135m-instruct", help="the RBRM's grading model")
+    p.add_argument("--no-calibrate", action="store_true", help="keep the grader's letter prior")
+    p.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from foresight.align.rewards import refusal_rules
+
+    rbrm = None
+    if args.rubric:
+        from foresight.align.rbrm import RBRM, load_rubric
+        from foresight.weights.load import load_model
+
+        loaded = load_model(args.grader)
+        rbrm = RBRM(load_rubric(args.rubric), loaded.model.eval(), loaded.tokenizer,
+                    calibrate=not args.no_calibrate)
+    figures = {}
+    for path in args.results:
+        rows = replies(path)
+        types, prompts, texts = ([r[i] for r in rows] for i in range(3))
+        sources = {"refusal_rules": refusal_rules(prompts, texts, prompt_types=types)}
+        letters = Counter()
+        if rbrm is not None:
+            rewards, probs = [], []
+            for i in range(0, len(rows), 16):
+                rewards += rbrm(prompts[i:i + 16], texts[i:i + 16], prompt_types=types[i:i + 16])
+                probs += rbrm.probabilities(prompts[i:i + 16], texts[i:i + 16])
+                print(f"\r{path}: graded {len(rewards)}/{len(rows)}", end="", file=sys.stderr, flush=True)
+            print(file=sys.stderr)
+            sources["rbrm"] = rewards
+            letters = Counter((t, max(q, key=q.get)) for t, q in zip(types, probs))
+        figures[str(path)] = {name: {"mean": sum(v) / len(v), **{t: sum(x for x, u in zip(v, types) if u == t)
+                                                                  / types.count(t) for t in TYPES.values()}}
+                              for name, v in sources.items()}
+        if letters:
+            figures[str(path)]["rbrm_letters"] = {f"{t} {x}": n for (t, x), n in sorted(letters.items())}
+        shown = "; ".join(f"{name} {f['mean']:+.3f} (disallowed {f['disallowed']:+.3f}, allowed {f['allowed']:+.3f})"
+                          for name, f in figures[str(path)].items() if name != "rbrm_letters")
+        print(f"{path} ({len(rows)} replies): {shown}")
+        if letters:
+            print("  letters: " + ", ".join(f"{k} {n}" for k, n in figures[str(path)]["rbrm_letters"].items()))
+    if args.json:
+        args.json.write_text(json.dumps({"grader": args.grader if rbrm else None, "rubric": str(args.rubric),
+                                         "calibrated": not args.no_calibrate, "files": figures}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
