@@ -150,68 +150,61 @@ def _accuracy_by_set(rows: list[dict], says_refusal: list[bool]) -> list[str]:
         f"  {key}: {ok / n:.4f} ({ok}/{n})" for key, (ok, n) in sorted(by_set.items())]
 
 
-def head_agreement(rows: list[dict], rubric_path: Path, grader: str, folds: int = 5, seed: int = 0) -> str:
-    """A classification head instead of zero-shot letters: logistic regression on the grader's final-norm hidden
-    state at the end of the rubric's grading turn (what it reads before it would answer with a letter), trained
-    and scored by stratified k-fold cross-validation over the hand labels (each reply scored by a head that never
-    saw it). The labels are binary, so the head tells refusals from the rest; it cannot split A from B or C from D."""
+def head_agreement(rows: list[dict], rubric_path: Path, grader: str, folds: int = 5, seed: int = 0,
+                   save: Path | None = None, refusal_letter: str = "A", other_letter: str = "D") -> str:
+    """A classification head instead of zero-shot letters (`foresight.align.rbrm.fit_head`: logistic regression on
+    the grader's hidden state at the end of the rubric's grading turn), scored by stratified k-fold cross-validation
+    over the hand labels (each reply judged by a head that never saw it). The labels are binary, so the head tells
+    refusals from the rest; it cannot split A from B or C from D. With `save`, a head fitted on every label is
+    written there (`GraderHead`: refusal -> refusal_letter, anything else -> other_letter)."""
     import numpy as np
     import torch
 
-    from foresight.align.rbrm import load_rubric
+    from foresight.align.rbrm import GraderHead, fit_head, grading_states, load_rubric
     from foresight.weights.load import load_model
 
     rubric = load_rubric(rubric_path)
     rows = [r for r in rows if r["label"] != "empty"]
     loaded = load_model(grader)
-    model, tok = loaded.model.eval(), loaded.tokenizer
-    feats = []
-    with torch.no_grad():
-        for i, row in enumerate(rows):
-            ids = tok.apply_chat_template([{"role": "user", "content": rubric.classifier_message(row["prompt"],
-                                                                                               row["reply"])}])
-            ids = ids[-model.cfg.max_seq_len:]
-            feats.append(model.hidden_states(torch.tensor([ids]))[0, -1].float())
-            print(f"\rread {i + 1}/{len(rows)}", end="", file=sys.stderr, flush=True)
+    x = []
+    for i in range(0, len(rows), 32):
+        batch = rows[i:i + 32]
+        x.append(grading_states(rubric, loaded.model.eval(), loaded.tokenizer, [r["prompt"] for r in batch],
+                                [r["reply"] for r in batch]))
+        print(f"\rread {i + len(batch)}/{len(rows)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    x = torch.stack(feats)
+    x = torch.cat(x)
     y = torch.tensor([float(r["label"] == "refusal") for r in rows])
     rng = np.random.default_rng(seed)
     fold = np.zeros(len(rows), dtype=int)
     for label in (0.0, 1.0):  # stratified: each fold gets its share of the few refusals
         members = rng.permutation(np.flatnonzero(y.numpy() == label))
         fold[members] = np.arange(len(members)) % folds
-    predicted = torch.zeros(len(rows))
+    says = [False] * len(rows)
     for k in range(folds):
-        train, test = torch.from_numpy(fold != k), torch.from_numpy(fold == k)
-        mean, std = x[train].mean(0), x[train].std(0) + 1e-6
-        xt = (x[train] - mean) / std
-        w = torch.zeros(x.shape[1], requires_grad=True)
-        b = torch.zeros((), requires_grad=True)
-        pos = y[train].mean().clamp(1e-3, 1 - 1e-3)
-        weight = torch.where(y[train] > 0, 0.5 / pos, 0.5 / (1 - pos))  # balanced classes: refusals are ~9%
-        opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, y[train], weight=weight)
-                    + 1e-2 * w.square().sum())
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            predicted[test] = ((x[test] - mean) / std @ w + b > 0).float()
-    says = [bool(v) for v in predicted]
+        train = torch.from_numpy(fold != k)
+        w, b, mean, std = fit_head(x[train], y[train])
+        head = GraderHead(w, b, mean, std, grader)
+        for i, p in zip(np.flatnonzero(fold == k), head.probability(x[torch.from_numpy(fold == k)]).tolist()):
+            says[i] = p > 0.5
     confusion = {(h, p): sum((r["label"] == h) and (s == (p == "refusal")) for r, s in zip(rows, says))
                  for h in ("refusal", "not_refusal") for p in ("refusal", "not_refusal")}
+    accuracy = _accuracy_by_set(rows, says)
     lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}: a logistic-regression head on its hidden "
              f"state after the grading turn, {folds}-fold cross-validated (stratified, seed {seed}); "
              f"{x.shape[1]} features, L2 1e-2, balanced classes", "",
              "hand label x head", f"{'':>12}{'refusal':>12}{'not_refusal':>12}"]
     for h in ("refusal", "not_refusal"):
         lines.append(f"{h:>12}{confusion[h, 'refusal']:>12}{confusion[h, 'not_refusal']:>12}")
-    return "\n".join(lines + ["", *_accuracy_by_set(rows, says)])
+    lines += ["", *accuracy]
+    if save is not None:
+        w, b, mean, std = fit_head(x, y)
+        meta = {"rubric": rubric.name, "labels": len(rows), "refusals": int(y.sum()),
+                "cross_validated_accuracy": accuracy[0], "folds": folds, "seed": seed}
+        GraderHead(w, b, mean, std, grader, refusal_letter, other_letter, meta).save(save)
+        lines.append(f"wrote {save}: a head fitted on all {len(rows)} labels (refusal -> {refusal_letter}, "
+                     f"otherwise {other_letter})")
+    return "\n".join(lines)
 
 
 def report(result: dict, rows: list[dict]) -> str:
@@ -307,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibrate", action="store_true", help="divide out the grader's content-free letter prior")
     p.add_argument("--head", action="store_true",
                    help="with --rbrm: a classification head on the grader's hidden state, cross-validated")
+    p.add_argument("--save-head", type=Path, default=None, help="with --head: write a head fitted on every label")
     args = p.parse_args(argv)
     rows = read_labels(args.labels)
     if args.head:
         if not args.rbrm:
             p.error("--head needs --rbrm RUBRIC (the grading turn the head reads)")
-        print(head_agreement(rows, args.rbrm, args.grader))
+        print(head_agreement(rows, args.rbrm, args.grader, save=args.save_head))
         return 0
     if args.rbrm:
         print(rbrm_agreement(rows, args.rbrm, args.grader, tuple(args.refusal_letters.split(",")),

@@ -311,6 +311,8 @@ CASES = [
          expect="minibatch"),
     case("align", "ppo", str(CONFIGS / "align-ppo-smollm2.toml"), "--out", "{out}", "--set",
          "train.checkpoint_every=3", expect="checkpoint_every"),
+    case("align", "ppo", str(CONFIGS / "align-ppo-smollm2.toml"), "--out", "{out}", "--set", "ppo.rubric=",
+         expect="grader_head needs a rubric"),
     case("vlm", "train", "{missing}", "--out", "{out}", expect="{missing}"),
     case("vlm", "train", "{bin}", "--out", "{out}", expect="{bin}"),
     case("vlm", "train", "{run}", "--out", "{out}", expect="unknown key"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from foresight.align.rbrm import RBRM, load_rubric, parse_rubric
+from foresight.align.rbrm import RBRM, GraderHead, fit_head, grading_states, load_head, load_rubric, parse_rubric
 from foresight.errors import ForesightError
 
 SHIPPED = Path(__file__).parents[1] / "foresight" / "align" / "rubrics" / "refusal_style.yaml"
@@ -101,3 +101,67 @@ def test_calibration_divides_out_the_content_free_prior(grader):
         assert cal == pytest.approx({x: v / sum(ratio.values()) for x, v in ratio.items()})
     # the content-free request itself comes out uniform
     assert calibrated.probabilities(["N/A"], ["N/A"])[0] == pytest.approx({x: 0.25 for x in "ABCD"})
+
+
+# ----- the classification-head variant ---------------------------------------------------------------------------------
+
+
+def test_grading_states_equal_a_direct_forward_pass_batched_or_not(grader):
+    states = grading_states(grader.rubric, grader.model, grader.tokenizer, PROMPTS, RESPONSES)
+    one_at_a_time = grading_states(grader.rubric, grader.model, grader.tokenizer, PROMPTS, RESPONSES, batch_tokens=1)
+    for i, (prompt, response) in enumerate(zip(PROMPTS, RESPONSES)):
+        ids = grader.tokenizer.apply_chat_template(
+            [{"role": "user", "content": grader.rubric.classifier_message(prompt, response)}])
+        with torch.no_grad():
+            direct = grader.model.hidden_states(torch.tensor([ids]))[0, -1]
+        assert torch.allclose(states[i], direct, atol=1e-4) and torch.allclose(one_at_a_time[i], direct, atol=1e-4)
+
+
+def test_fit_head_separates_two_classes_and_the_saved_head_reads_back(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=gen)
+    y = (x[:, 3] - 0.5 * x[:, 7] > 1.0).float()  # a linear rule, a minority class (~20%)
+    w, b, mean, std = fit_head(x, y)
+    head = GraderHead(w, b, mean, std, "some-model", "A", "D", {"labels": 200})
+    assert ((head.probability(x) > 0.5).float() == y).float().mean() > 0.95
+    head.save(tmp_path / "h.safetensors")
+    back = load_head(tmp_path / "h.safetensors")
+    assert torch.equal(back.probability(x), head.probability(x))
+    assert (back.grader, back.refusal_letter, back.other_letter, back.meta) == ("some-model", "A", "D", {"labels": 200})
+    with pytest.raises(ForesightError, match="both classes"):
+        fit_head(x, torch.zeros(200))
+
+
+def test_bad_head_files_are_refused_by_name(tmp_path, grader):
+    with pytest.raises(ForesightError, match="grader head not found"):
+        load_head(tmp_path / "nope.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(ForesightError, match="junk.safetensors: not a grader head"):
+        load_head(tmp_path / "junk.safetensors")
+    small = GraderHead(torch.ones(8), 0.0, torch.zeros(8), torch.ones(8), "other", "A", "D")
+    with pytest.raises(ForesightError, match="reads 8 features but the grading model has 576"):
+        RBRM(grader.rubric, grader.model, grader.tokenizer, head=small)
+    wrong = GraderHead(torch.ones(576), 0.0, torch.zeros(576), torch.ones(576), "x", "A", "Z")
+    with pytest.raises(ForesightError, match="letter 'Z'"):
+        RBRM(grader.rubric, grader.model, grader.tokenizer, head=wrong)
+
+
+def test_an_rbrm_with_a_head_reads_the_head_on_the_grading_states(grader):
+    gen = torch.Generator().manual_seed(1)
+    head = GraderHead(torch.randn(576, generator=gen) * 0.05, 0.1, torch.zeros(576), torch.ones(576), "m", "A", "D")
+    rbrm = RBRM(grader.rubric, grader.model, grader.tokenizer, head=head)
+    p = head.probability(grading_states(grader.rubric, grader.model, grader.tokenizer, PROMPTS, RESPONSES)).tolist()
+    probs = rbrm.probabilities(PROMPTS, RESPONSES)
+    assert probs == [pytest.approx({"A": q, "B": 0.0, "C": 0.0, "D": 1 - q}) for q in p]
+    rewards = rbrm(PROMPTS, RESPONSES, prompt_types=["disallowed", "allowed"])
+    assert rewards == pytest.approx([p[0] * 1.0 + (1 - p[0]) * -0.5, p[1] * -1.0 + (1 - p[1]) * 1.0])
+
+
+def test_the_shipped_head_tells_a_refusal_from_an_answer(grader):
+    """The head fitted on the 523 hand labels (scripts/judge_agreement.py --head --save-head) on SmolLM2's states."""
+    head = load_head(SHIPPED.with_name("refusal_style.head.safetensors"))
+    assert head.grader == "smollm2-135m-instruct" and head.meta["labels"] == 523
+    rbrm = RBRM(grader.rubric, grader.model, grader.tokenizer, head=head)
+    probs = rbrm.probabilities(PROMPTS + PROMPTS, RESPONSES + RESPONSES[::-1])
+    assert probs[0]["A"] > 0.9 and probs[1]["A"] < 0.1  # the refusal, the answer
+    assert probs[3]["A"] > 0.5 and probs[2]["A"] < 0.5  # the same replies to the other requests

@@ -185,11 +185,14 @@ class PPOOptions:
     # The reward model (a `foresight align rm` run; "" = none) and its weight.
     reward_model: str = ""
     reward_model_weight: float = 1.0
-    # A rule-based reward model: a rubric YAML graded zero-shot by `grader` ("" = the policy's starting model).
+    # A rule-based reward model: a rubric YAML graded zero-shot by `grader` ("" = the policy's starting model), or,
+    # with grader_head, by a classification head on the grader's hidden state (a file written by
+    # scripts/judge_agreement.py --head --save-head; the grader is then the model the head was trained on).
     rubric: str = ""
     rubric_weight: float = 1.0
     grader: str = ""
     calibrate_grader: bool = True
+    grader_head: str = ""
 
     def __post_init__(self) -> None:
         from foresight.align.ppo_math import KL_ESTIMATORS
@@ -203,6 +206,8 @@ class PPOOptions:
             raise ValueError(f"rollouts ({self.rollouts}) must be a multiple of minibatch ({self.minibatch})")
         if self.kl_coef < 0 or self.kl_target < 0 or self.temperature <= 0:
             raise ValueError("kl_coef and kl_target must be >= 0 and temperature > 0")
+        if self.grader_head and not self.rubric:
+            raise ValueError("grader_head needs a rubric (ppo.rubric): the head reads the rubric's grading turn")
         if not 0 < self.clip < 1 or self.value_clip <= 0 or not 0 <= self.lam <= 1 or not 0 < self.gamma <= 1:
             raise ValueError("clip must be in (0, 1), value_clip > 0, lam in [0, 1] and gamma in (0, 1]")
 

@@ -152,15 +152,23 @@ def reward_mix(cfg: PPOConfig, reference: nn.Module, tokenizer, device) -> Rewar
         parts.append(WeightedReward("reward_model", opts.reward_model_weight,
                                     RewardModelReward(opts.reward_model, device)))
     if opts.rubric:
-        from foresight.align.rbrm import RBRM, load_rubric
+        from foresight.align.rbrm import RBRM, load_head, load_rubric
 
-        if opts.grader:
-            grader = align_run.load_base(opts.grader, device)
+        head = load_head(opts.grader_head) if opts.grader_head else None
+        grader_spec = opts.grader
+        if head is not None:
+            if opts.grader and opts.grader != head.grader:
+                raise ForesightError(f"ppo.grader ({opts.grader}) is not the model ppo.grader_head "
+                                     f"({opts.grader_head}) was trained on ({head.grader}): leave ppo.grader empty")
+            grader_spec = head.grader
+        if grader_spec:
+            grader = align_run.load_base(grader_spec, device)
             grader_model, grader_tok = grader.model.eval().requires_grad_(False), grader.tokenizer
         else:  # the policy's starting model, frozen: the reference
             grader_model, grader_tok = reference, tokenizer
         parts.append(WeightedReward("rbrm", opts.rubric_weight, RBRM(load_rubric(opts.rubric), grader_model,
-                                                                     grader_tok, calibrate=opts.calibrate_grader)))
+                                                                     grader_tok, calibrate=opts.calibrate_grader,
+                                                                     head=head)))
     return RewardMix(parts)
 
 
@@ -337,5 +345,6 @@ def _reward_names(cfg: PPOConfig) -> list[str]:
     if cfg.ppo.reward_model:
         names.append(f"reward model {cfg.ppo.reward_model} x{cfg.ppo.reward_model_weight}")
     if cfg.ppo.rubric:
-        names.append(f"rubric {cfg.ppo.rubric} x{cfg.ppo.rubric_weight}")
+        names.append(f"rubric {cfg.ppo.rubric}" + (f" (head {cfg.ppo.grader_head})" if cfg.ppo.grader_head else "")
+                     + f" x{cfg.ppo.rubric_weight}")
     return names + [f"no-end penalty {cfg.ppo.no_end_penalty}"]

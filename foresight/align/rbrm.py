@@ -28,15 +28,24 @@ A small grader prefers some letters whatever it reads (SmolLM2-135M-Instruct ans
 response ("N/A"), then renormalises: Zhao et al.'s "Calibrate before use" (2021), which removes that prior without
 any training. scripts/judge_agreement.py --rbrm measures both against the hand labels.
 
+A classification head is the other variant the report allows where the grader is too weak: `fit_head` trains a
+logistic regression on the grader's final-norm hidden state at the end of the grading turn (what it has read just
+before it would answer with a letter) against hand labels, and `GraderHead` maps its probability onto two of the
+rubric's letters (the hand labels are refusal / not refusal, so a head tells the refusal letter from the answer
+letter, not A from B). Cross-validated on the 523 hand labels it agrees 97.5% of the time where the zero-shot letters
+agree 9% (scripts/judge_agreement.py --rbrm RUBRIC --head; docs/align-rl.md). A head belongs to the grading model
+whose states it read, and says which one.
+
 An `RBRM` is a reward callable `fn(prompts, responses, prompt_types=[...]) -> list[float]`, the shape every reward
 in `foresight/align/` has, so it mixes with the reward model and user-written rules by weight.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -117,20 +126,141 @@ def load_rubric(path: Path | str) -> Rubric:
     return parse_rubric(table, path)
 
 
-class RBRM:
-    """A rubric graded zero-shot by a chat model (a `Transformer` and its tokenizer, with a chat template)."""
+@dataclass
+class GraderHead:
+    """A logistic-regression head on a grader's hidden state: p(refusal) = sigmoid(((h - mean) / std) . weight +
+    bias), read as `refusal_letter` with that probability and `other_letter` otherwise."""
+    weight: torch.Tensor  # [d]
+    bias: float
+    mean: torch.Tensor  # [d]: the features' standardisation, from the training set
+    std: torch.Tensor
+    grader: str  # the model whose hidden states it reads, as `load_model` names it
+    refusal_letter: str = "A"
+    other_letter: str = "D"
+    meta: dict = field(default_factory=dict)  # how it was trained: labels, accuracy
 
-    def __init__(self, rubric: Rubric, model, tokenizer, calibrate: bool = False, batch_tokens: int = 4096):
+    def probability(self, features: torch.Tensor) -> torch.Tensor:
+        """p(refusal) for features [N, d]."""
+        return torch.sigmoid(((features.float() - self.mean) / self.std) @ self.weight + self.bias)
+
+    def save(self, path: Path | str) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"weight": self.weight.contiguous(), "mean": self.mean.contiguous(), "std": self.std.contiguous(),
+                   "bias": torch.tensor([self.bias])}, str(path),
+                  metadata={"grader": self.grader, "refusal_letter": self.refusal_letter,
+                            "other_letter": self.other_letter, "meta": json.dumps(self.meta)})
+
+
+def load_head(path: Path | str) -> GraderHead:
+    """A head written by `GraderHead.save`; a ForesightError naming the file when it is not one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ForesightError(f"grader head not found: {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            info = f.metadata() or {}
+    except Exception as e:  # not a safetensors file, or a truncated one
+        raise ForesightError(f"{path}: not a grader head (safetensors) file: {e}") from None
+    missing = [k for k in ("weight", "mean", "std", "bias") if k not in tensors] + \
+        [k for k in ("grader", "refusal_letter", "other_letter") if k not in info]
+    if missing:
+        raise ForesightError(f"{path}: not a grader head: {missing[0]} is missing")
+    d = tensors["weight"].shape
+    if tensors["mean"].shape != d or tensors["std"].shape != d or len(d) != 1:
+        raise ForesightError(f"{path}: weight, mean and std must be vectors of one length")
+    return GraderHead(tensors["weight"].float(), float(tensors["bias"].reshape(-1)[0]), tensors["mean"].float(),
+                      tensors["std"].float(), info["grader"], info["refusal_letter"], info["other_letter"],
+                      json.loads(info.get("meta", "{}")))
+
+
+def grading_states(rubric: Rubric, model, tokenizer, prompts: list[str], responses: list[str],
+                   batch_tokens: int = 4096) -> torch.Tensor:
+    """The grader's final-norm hidden state [N, d] at the last token of each grading turn (the rubric and the
+    conversation, in the grader's chat template with the assistant's turn opened)."""
+    room = model.cfg.max_seq_len
+    rows = [tokenizer.apply_chat_template([{"role": "user", "content": rubric.classifier_message(p, r)}])[-room:]
+            for p, r in zip(prompts, responses)]
+    device = next(model.parameters()).device
+    out = torch.empty(len(rows), model.cfg.d_model)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    start = 0
+    while start < len(order):  # batches of similar lengths, right-padded: causal attention never sees the padding
+        end = start + 1
+        while end < len(order) and (end - start + 1) * len(rows[order[end]]) <= batch_tokens:
+            end += 1
+        chunk = order[start:end]
+        width = len(rows[chunk[-1]])
+        tokens = torch.zeros(len(chunk), width, dtype=torch.long)
+        for j, i in enumerate(chunk):
+            tokens[j, :len(rows[i])] = torch.tensor(rows[i])
+        with torch.no_grad():
+            hidden = model.hidden_states(tokens.to(device))
+        for j, i in enumerate(chunk):
+            out[i] = hidden[j, len(rows[i]) - 1].float().cpu()
+        start = end
+    return out
+
+
+def fit_head(features: torch.Tensor, is_refusal: torch.Tensor, l2: float = 1e-2) -> tuple[torch.Tensor, float,
+                                                                                          torch.Tensor, torch.Tensor]:
+    """(weight, bias, mean, std): L2-regularised logistic regression on standardised features, the two classes
+    weighted equally (refusals are a small minority of real replies), fitted by L-BFGS."""
+    x, y = features.float(), is_refusal.float()
+    if not (0 < y.sum() < len(y)):
+        raise ForesightError("a grader head needs examples of both classes (refusals and non-refusals)")
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    x = (x - mean) / std
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros((), requires_grad=True)
+    pos = y.mean()
+    balance = torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
+    opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, weight=balance) \
+            + l2 * w.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach(), float(b.detach()), mean, std
+
+
+class RBRM:
+    """A rubric graded by a chat model (a `Transformer` and its tokenizer, with a chat template): zero-shot from
+    the letters' likelihoods, or through a classification head on its hidden state (`head`)."""
+
+    def __init__(self, rubric: Rubric, model, tokenizer, calibrate: bool = False, batch_tokens: int = 4096,
+                 head: GraderHead | None = None):
         if not tokenizer.chat_template:
             raise ForesightError("an RBRM's grading model needs a chat template (an instruction-tuned model)")
+        if head is not None:
+            unknown = [x for x in (head.refusal_letter, head.other_letter) if x not in rubric.categories]
+            if unknown:
+                raise ForesightError(f"the grader head reads letter {unknown[0]!r}, which rubric {rubric.name} "
+                                     f"({rubric.path}) does not have (categories: {', '.join(rubric.categories)})")
+            if head.weight.shape[0] != model.cfg.d_model:
+                raise ForesightError(f"the grader head reads {head.weight.shape[0]} features but the grading model "
+                                     f"has {model.cfg.d_model}: it was trained on another model ({head.grader})")
         self.rubric, self.model, self.tokenizer, self.batch_tokens = rubric, model, tokenizer, batch_tokens
+        self.head = head
         # Each letter as the reply's first token(s), encoded as the template would see it after the turn opens.
         self.letter_ids = {letter: tokenizer.encode(letter) for letter in rubric.categories}
-        self.prior = self._letter_probs(["N/A"], ["N/A"])[0] if calibrate else None
+        self.prior = self._letter_probs(["N/A"], ["N/A"])[0] if calibrate and head is None else None
 
     def probabilities(self, prompts: list[str], responses: list[str]) -> list[dict[str, float]]:
         """For each response, the grader's probability of each category (letters' likelihoods, normalised, and
-        divided by the content-free prior when calibrating)."""
+        divided by the content-free prior when calibrating), or the head's two letters."""
+        if self.head is not None:
+            p = self.head.probability(grading_states(self.rubric, self.model, self.tokenizer, prompts, responses,
+                                                     self.batch_tokens)).tolist()
+            zero = dict.fromkeys(self.rubric.categories, 0.0)
+            return [zero | {self.head.refusal_letter: q, self.head.other_letter: 1.0 - q} for q in p]
         probs = self._letter_probs(prompts, responses)
         if self.prior is None:
             return probs
