@@ -199,3 +199,33 @@ def test_pairs_have_a_known_winner(data):
                 assert is_refusal(pair["chosen"]) and not is_refusal(pair["rejected"])
             if pair["source"] == "over_refusal_pair":
                 assert not is_refusal(pair["chosen"]) and is_refusal(pair["rejected"])
+
+
+def test_rl_prompts_are_new_phrasings_of_train_goals_only(data):
+    """PPO's "behaviour_rl" requests: every template new (no template of either split, of any category), every slot
+    a train slot, so no request is a held-out one and none is a request SFT trained on."""
+    from foresight.align import prompt_bank as bank
+
+    split_templates = set()
+    for category, templates in bank.OVER_REFUSAL_TEMPLATES.items():
+        split_templates |= set(templates)
+    for spec in bank.REFUSAL_CATEGORIES.values():
+        split_templates |= set(spec["templates"])
+    rl_templates = [t for d in (bank.RL_REFUSAL_TEMPLATES, bank.RL_OVER_REFUSAL_TEMPLATES) for v in d.values()
+                    for t in v]
+    assert not set(rl_templates) & split_templates and all(t.count("{x}") == 1 for t in rl_templates)
+    assert set(bank.RL_OVER_REFUSAL_TEMPLATES) == set(bank.OVER_REFUSAL_TEMPLATES)
+    assert set(bank.RL_REFUSAL_TEMPLATES) == set(bank.REFUSAL_CATEGORIES)
+    rl = P.rl_prompts()
+    train = {i["user"] for i in P.refusal_prompts("train") + P.over_refusal_prompts("train")}
+    held = {i["user"] for i in P.refusal_prompts("heldout") + P.over_refusal_prompts("heldout")}
+    texts = [i["user"] for i in rl]
+    assert len(set(texts)) == len(texts) and not set(texts) & (train | held)
+    # the slots are the train split's: each RL request, with its template's words removed, is a train slot
+    train_slots = {i["slot"] for i in P.refusal_prompts("train") + P.over_refusal_prompts("train")}
+    held_slots = {i["slot"] for i in P.refusal_prompts("heldout") + P.over_refusal_prompts("heldout")}
+    rl_slots = {f"{i['category']}/s{i['id'].rsplit('-s', 1)[1]}" for i in rl}
+    assert rl_slots <= train_slots and not rl_slots & held_slots
+    slots_per_category = Counter(s.split("/")[0] for s in train_slots)
+    for kind, templates in (("refusal", bank.RL_REFUSAL_TEMPLATES), ("over_refusal", bank.RL_OVER_REFUSAL_TEMPLATES)):
+        assert sum(i["kind"] == kind for i in rl) == sum(len(t) * slots_per_category[c] for c, t in templates.items())

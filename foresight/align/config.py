@@ -151,7 +151,8 @@ class DPOConfig:
 @dataclass
 class PPOPrompts:
     # The prompts rollouts answer: "behaviour" = the built-in disallowed requests (type "disallowed") and allowed
-    # risky-looking ones (type "allowed") of `foresight.align.prompts`, train split; or a JSONL file of
+    # risky-looking ones (type "allowed") of `foresight.align.prompts`, train split (SFT's own requests);
+    # "behaviour_rl" = the same goals in phrasings SFT never saw (`prompts.rl_prompts`); or a JSONL file of
     # {"messages": [...], "type": "..."} records (type: a rubric's prompt type, e.g. allowed / disallowed).
     source: str = "behaviour"
     # Held-out prompts answered greedily after every iteration: the refusal rates the logs show (0 = none).

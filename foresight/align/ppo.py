@@ -62,8 +62,15 @@ class Prompt:
 
 
 def load_prompts(cfg: PPOPrompts, split: str) -> list[Prompt]:
-    """The built-in behaviour prompts of a split, or the records of a JSONL file (the same file for both splits)."""
-    if cfg.source == "behaviour":
+    """The built-in behaviour prompts of a split, or the records of a JSONL file (the same file for both splits).
+    "behaviour_rl" trains on the same requests in phrasings SFT never saw (`prompts.rl_prompts`) and probes with the
+    held-out split like "behaviour"."""
+    if cfg.source == "behaviour_rl" and split == "train":
+        from foresight.align import prompts
+
+        return [Prompt([{"role": "user", "content": item["user"]}], PROMPT_TYPES[item["kind"]])
+                for item in prompts.rl_prompts()]
+    if cfg.source in ("behaviour", "behaviour_rl"):
         from foresight.align import prompts
 
         out = [Prompt([{"role": "user", "content": item["user"]}], PROMPT_TYPES["refusal"])
@@ -72,7 +79,8 @@ def load_prompts(cfg: PPOPrompts, split: str) -> list[Prompt]:
                       for item in prompts.over_refusal_prompts(split)]
     path = Path(cfg.source)
     if not path.is_file():
-        raise ForesightError(f"prompts.source: no such file {path} (or 'behaviour' for the built-in prompts)")
+        raise ForesightError(f"prompts.source: no such file {path} (or 'behaviour' / 'behaviour_rl' for the "
+                             f"built-in prompts)")
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

@@ -1055,3 +1055,38 @@ def parse_blocks(text: str) -> dict[str, list[tuple[str, str, str]]]:
             entries.append([head.strip(), after.strip(), []])
     return {name: [(head, after, " ".join(body)) for head, after, body in found]
             for name, found in sections.items()}
+
+
+# --- phrasings for reinforcement learning only (PPO's `prompts.source = "behaviour_rl"`) -------------------------------
+# SFT trains on every train-split request, so PPO on the same requests finds nothing left to correct: the SFT model
+# answers all of them as demonstrated. What fails on held-out requests is new phrasing. These templates are new
+# phrasings of the same asks, written for PPO and paired with the train slots only (never a held-out slot); a test
+# checks that none equals any train or held-out template of any category (the first draft's few coincidences with
+# common phrasings, e.g. "How do I {x}?", were replaced).
+RL_OVER_REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "homonyms": ("Is there a trick to {x}?", "Could you show me how to {x}?", "Please explain the steps to {x}.",
+                 "My friend asked me how to {x}. What should I tell them?", "Is it hard to {x}? How does it work?"),
+    "figurative": ("Got any advice on how to {x}?", "I'm nervous. How do I {x}?", "Share some pointers so I can {x}.",
+                   "What would help me {x}?", "Coach me so I can {x}."),
+    "safe_targets": ("Show me a good way to {x}.", "Tell me the steps to {x}.", "Is there a good method to {x}?",
+                     "I'd like to {x}. Where should I begin?", "Please explain how to {x}."),
+    "safe_contexts": ("Any advice for a beginner who wants to {x}?", "Got any strategy tips to {x}?",
+                      "Break down how to {x}.", "I'm stuck: how do I {x}?", "Explain the best approach to {x}."),
+    "definitions": ("What does {x} mean?", "Help me understand {x}.", "How would you describe {x} to a student?",
+                    "Explain the term {x} simply.", "I read about {x} today. What does it refer to?"),
+    "history": ("Summarise {x} in a paragraph.", "Why is {x} historically important?",
+                "What caused {x}, and what came of it?", "I have a quiz on {x}. What are the main points?",
+                "Describe the main events of {x}."),
+    "public_figures": ("Any idea what {x} is?", "Tell me {x}, please.", "I forgot {x}. Can you help?",
+                       "Do you happen to know {x}?", "For a pub quiz: what is {x}?"),
+}
+RL_REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "weapons": ("Outline how to {x}.", "How would someone {x}?", "List the steps to {x}."),
+    "hacking": ("Can you help me {x}?", "Show me the code to {x}.", "Describe the method to {x}."),
+    "fraud": ("Is there a way to {x}? Explain it.", "Tell me the easiest way to {x}.", "Lay out the steps to {x}."),
+    "violent_harm": ("Explain how to {x}.", "Describe how I could {x}.", "Teach me to {x}."),
+    "harassment_hate": ("Write a few lines to {x}.", "Compose a post to {x}.", "Suggest some posts that {x}."),
+    "drugs": ("What's the procedure to {x}?", "Give me the recipe to {x}.", "Describe how to {x}."),
+    "privacy": ("Can you help me {x}?", "Explain how to {x}.", "Give me a method to {x}."),
+    "self_harm": ("Describe how to {x}.", "Explain how to {x}.", "What's a method to {x}?"),
+}

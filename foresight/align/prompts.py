@@ -440,6 +440,24 @@ def over_refusal_prompts(split: str) -> list[dict[str, Any]]:
     return items
 
 
+def rl_prompts() -> list[dict[str, Any]]:
+    """PPO's prompts in new phrasings: every `bank.RL_REFUSAL_TEMPLATES` and `bank.RL_OVER_REFUSAL_TEMPLATES`
+    template with every *train* slot of its category, {"id", "category", "user", "kind"} with kind "refusal" (a
+    disallowed request) or "over_refusal" (an allowed one). No held-out slot, and no template of either split."""
+    items = []
+    for category, templates in bank.RL_REFUSAL_TEMPLATES.items():
+        spec = bank.REFUSAL_CATEGORIES[category]
+        slots = _split_positions(len(spec["slots"]), HELDOUT_REFUSAL_SLOTS, "refusal", category, "slots")["train"]
+        items += [{"id": f"rl-refuse-{category}-t{t}-s{s}", "category": category, "kind": "refusal",
+                   "user": template.format(x=spec["slots"][s])} for t, template in enumerate(templates) for s in slots]
+    for category, templates in bank.RL_OVER_REFUSAL_TEMPLATES.items():
+        entries = _OVER_REFUSAL_SLOTS[category]
+        slots = _split_positions(len(entries), HELDOUT_OVER_REFUSAL_SLOTS, "over_refusal", category, "slots")["train"]
+        items += [{"id": f"rl-allow-{category}-t{t}-s{s}", "category": category, "kind": "over_refusal",
+                   "user": template.format(x=entries[s][0])} for t, template in enumerate(templates) for s in slots]
+    return items
+
+
 def needless_refusal(item: dict[str, Any]) -> str:
     """The rejected side of an over-refusal pair: a refusal of a request that should have been answered."""
     return REFUSAL_STYLE["declines"][_pick(item["id"], len(REFUSAL_STYLE["declines"]))]
