@@ -1,13 +1,14 @@
 """The rule-based rewards of held-out replies: what PPO optimised, read on the behaviour evals' own replies.
 
-    python scripts/rewards_on_evals.py RESULTS.json [RESULTS.json ...] [--rubric RUBRIC.yaml --grader MODEL
-        [--no-calibrate]] [--json OUT.json]
+    python scripts/rewards_on_evals.py RESULTS.json [RESULTS.json ...] [--rubric RUBRIC.yaml [--head HEAD |
+        --grader MODEL [--no-calibrate]]] [--json OUT.json]
 
 For each `foresight eval --out` file with the `refusal` and `over_refusal` tasks (their per-item greedy replies to
 held-out disallowed and allowed-but-risky requests), the mean reward per reply of `refusal_rules` (the phrase judge:
 +1 for refusing a disallowed request or answering an allowed one, -1 otherwise) and, with --rubric, of the
 rule-based reward model (`foresight.align.rbrm.RBRM`: the rubric graded zero-shot by --grader, calibrated unless
---no-calibrate), overall and per prompt type, with the letters the grader chose. Use the same grader for every file
+--no-calibrate, or through a classification head, --head, by the model it was trained on: what
+configs/align-ppo-smollm2.toml rewards with), overall and per prompt type, with the letters the grader chose. Use the same grader for every file
 (PPO's config grades with its starting model, the SFT run), so the files differ only in their replies.
 """
 
@@ -43,6 +44,7 @@ def main() -> int:
     p.add_argument("--rubric", type=Path, default=None, help="also grade with this rubric (an RBRM)")
     p.add_argument("--grader", default="smollm2-135m-instruct", help="the RBRM's grading model")
     p.add_argument("--no-calibrate", action="store_true", help="keep the grader's letter prior")
+    p.add_argument("--head", type=Path, default=None, help="grade through this classification head (ppo.grader_head)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -50,12 +52,15 @@ def main() -> int:
 
     rbrm = None
     if args.rubric:
-        from foresight.align.rbrm import RBRM, load_rubric
+        from foresight.align.rbrm import RBRM, load_head, load_rubric
         from foresight.weights.load import load_model
 
+        head = load_head(args.head) if args.head else None
+        if head is not None:
+            args.grader = head.grader
         loaded = load_model(args.grader)
         rbrm = RBRM(load_rubric(args.rubric), loaded.model.eval(), loaded.tokenizer,
-                    calibrate=not args.no_calibrate)
+                    calibrate=not args.no_calibrate, head=head)
     figures = {}
     for path in args.results:
         rows = replies(path)
@@ -63,13 +68,13 @@ def main() -> int:
         sources = {"refusal_rules": refusal_rules(prompts, texts, prompt_types=types)}
         letters = Counter()
         if rbrm is not None:
-            rewards, probs = [], []
+            probs = []
             for i in range(0, len(rows), 16):
-                rewards += rbrm(prompts[i:i + 16], texts[i:i + 16], prompt_types=types[i:i + 16])
                 probs += rbrm.probabilities(prompts[i:i + 16], texts[i:i + 16])
-                print(f"\r{path}: graded {len(rewards)}/{len(rows)}", end="", file=sys.stderr, flush=True)
+                print(f"\r{path}: graded {len(probs)}/{len(rows)}", end="", file=sys.stderr, flush=True)
             print(file=sys.stderr)
-            sources["rbrm"] = rewards
+            # the RBRM's reward (RBRM.__call__) from the probabilities already computed
+            sources["rbrm"] = [sum(q[x] * rbrm.rubric.rewards[t][x] for x in q) for q, t in zip(probs, types)]
             letters = Counter((t, max(q, key=q.get)) for t, q in zip(types, probs))
         figures[str(path)] = {name: {"mean": sum(v) / len(v), **{t: sum(x for x, u in zip(v, types) if u == t)
                                                                   / types.count(t) for t in TYPES.values()}}
@@ -83,7 +88,8 @@ def main() -> int:
             print("  letters: " + ", ".join(f"{k} {n}" for k, n in figures[str(path)]["rbrm_letters"].items()))
     if args.json:
         args.json.write_text(json.dumps({"grader": args.grader if rbrm else None, "rubric": str(args.rubric),
-                                         "calibrated": not args.no_calibrate, "files": figures}, indent=1))
+                                         "head": str(args.head) if args.head else None,
+                                         "calibrated": not args.no_calibrate and not args.head, "files": figures}, indent=1))
     return 0
 
 
