@@ -83,3 +83,28 @@ def test_ppo_config_errors_name_the_key(tmp_path):
                                        "prompts": {"source": str(bad)}})
     with pytest.raises(ForesightError, match=f"{bad}:1: type is missing"):
         train_ppo(cfg, tmp_path / "run", progress=False)
+
+
+def test_prompt_files_are_read_line_by_line_with_errors_by_line(tmp_path):
+    from foresight.align.config import PPOPrompts
+    from foresight.align.ppo import load_prompts
+
+    good = json.dumps({"messages": [{"role": "user", "content": "hi"}], "type": "allowed"})
+    path = tmp_path / "p.jsonl"
+    path.write_text(good + "\n\n" + good.replace("hi", "yo") + "\n")
+    assert [(p.text, p.ptype) for p in load_prompts(PPOPrompts(source=str(path)), "train")] == [
+        ("hi", "allowed"), ("yo", "allowed")]
+    for content, message in ((good + "\n{oops\n", ":2: not valid JSON"), ("[1]\n", ":1: a JSON list, not an object"),
+                             ("\n\n", ":1: the file is empty"),
+                             (json.dumps({"messages": [{"role": "assistant", "content": "x"}], "type": "a"}),
+                              ":1: messages must be a list of turns ending with the user's")):
+        path.write_text(content)
+        with pytest.raises(ForesightError, match=f"{path}{message}"):
+            load_prompts(PPOPrompts(source=str(path)), "train")
+    with pytest.raises(ForesightError, match="no such file"):
+        load_prompts(PPOPrompts(source=str(tmp_path / "missing.jsonl")), "train")
+    # the built-in sets: SFT's own requests, or the RL phrasings; both probe with the held-out split
+    rl = load_prompts(PPOPrompts(source="behaviour_rl"), "train")
+    assert {p.ptype for p in rl} == {"allowed", "disallowed"} and len(rl) == 582
+    assert [p.text for p in load_prompts(PPOPrompts(source="behaviour_rl"), "heldout")] == [
+        p.text for p in load_prompts(PPOPrompts(source="behaviour"), "heldout")]

@@ -61,7 +61,7 @@ from foresight.data.exercises import INT_INPUTS, LIST_INPUTS, training_exercises
 from foresight.data.prepare import _unit_hash, default_root
 from foresight.data.sources import ARTIFACTS, extract, fetched_variant
 from foresight.errors import ForesightError
-from foresight.files import atomic_write_text, sha256_file
+from foresight.files import atomic_write_text, jsonl_objects, sha256_file
 
 from foresight.align.prompts import behaviour_conversations, behaviour_pairs
 
@@ -116,30 +116,8 @@ def read_pairs(path: Path) -> list[dict]:
 
 def _records(path: Path) -> Iterable[tuple[int, dict]]:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ForesightError(f"{path}: cannot read ({e.strerror or e}) (expected a JSONL file)") from None
-    lines = data.split(b"\n")
-    if not any(line.strip() for line in lines):
-        raise ForesightError(f"{path}:1: the file is empty (expected one JSON object per line)")
     out, seen = [], {}
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue  # blank lines (a trailing newline, spacing) are allowed
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ForesightError(f"{path}:{n}: not UTF-8 text (byte {e.start} of the line is {raw[e.start]:#04x}) "
-                                 f"(expected UTF-8 JSON)") from None
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ForesightError(f"{path}:{n}: not valid JSON ({e.msg} at column {e.colno}) "
-                                 f"(expected one JSON object per line)") from None
-        if not isinstance(rec, dict):
-            raise ForesightError(f"{path}:{n}: a JSON {type(rec).__name__}, not an object (expected one JSON object "
-                                 f"per line, with \"messages\")")
+    for n, rec in jsonl_objects(path, 'with "messages"'):
         for key in ("id", "source"):
             if key in rec and (not isinstance(rec[key], str) or not rec[key].strip()):
                 raise ForesightError(f"{path}:{n}: \"{key}\" is {rec[key]!r} (expected a non-empty string)")

@@ -27,7 +27,6 @@ and an iteration's rollouts are a function of the weights and the iteration numb
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from foresight.align.ppo_math import (AdaptiveKLController, gae, kl_per_token, m
 from foresight.align.replies import ReplyBatch, replies_batch, reply_hidden_states, token_logprobs
 from foresight.align.rewards import RewardMix, WeightedReward
 from foresight.errors import ForesightError
+from foresight.files import jsonl_objects
 from foresight.train.distributed import DistInfo
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
@@ -82,14 +82,8 @@ def load_prompts(cfg: PPOPrompts, split: str) -> list[Prompt]:
         raise ForesightError(f"prompts.source: no such file {path} (or 'behaviour' / 'behaviour_rl' for the "
                              f"built-in prompts)")
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ForesightError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        messages = record.get("messages") if isinstance(record, dict) else None
+    for n, record in jsonl_objects(path, 'with "messages" and "type"'):
+        messages = record.get("messages")
         if not (isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages)
                 and messages[-1].get("role") == "user" and isinstance(messages[-1].get("content"), str)):
             raise ForesightError(f"{path}:{n}: messages must be a list of turns ending with the user's")

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from foresight.errors import ForesightError
+from foresight.files import jsonl_objects
 from foresight.evals.results import COUNTS, _fmt, _is_pct
 
 # (task, metric) -> "higher" | "lower"; task None means every task. Only the lower-is-better ones need naming.
@@ -314,16 +315,7 @@ def _read_curves(run: Path) -> list[dict]:
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise ForesightError(f"--runs {run}: no metrics.jsonl (give a run directory written by foresight align)")
-    rows = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ForesightError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if isinstance(row, dict) and isinstance(row.get("step"), int):
-            rows.append(row)
+    rows = [row for _, row in jsonl_objects(path, 'a metrics row with "step"') if isinstance(row.get("step"), int)]
     if not rows:
         raise ForesightError(f"{path}: no metrics rows")
     return rows
