@@ -108,3 +108,20 @@ def test_prompt_files_are_read_line_by_line_with_errors_by_line(tmp_path):
     assert {p.ptype for p in rl} == {"allowed", "disallowed"} and len(rl) == 582
     assert [p.text for p in load_prompts(PPOPrompts(source="behaviour_rl"), "heldout")] == [
         p.text for p in load_prompts(PPOPrompts(source="behaviour"), "heldout")]
+
+
+def test_advantages_whitened_or_kept_at_their_scale(tmp_path, reward_module):
+    """ppo.whiten_advantages=false keeps GAE's scale: the same rollouts (same weights and seeds) give a different
+    first update, and the iteration's policy loss is the raw advantages' (whitened ones average to zero)."""
+    runs, base = {}, _settings(tmp_path, reward_module)
+    for whiten in (True, False):
+        settings = json.loads(json.dumps(base))
+        settings["ppo"] |= {"iterations": 1, "epochs": 1, "minibatch": 16, "whiten_advantages": whiten}
+        settings["train"] |= {"checkpoint_every": 0}
+        train_ppo(config_from_dict(PPOConfig, settings), tmp_path / f"w{whiten}", progress=False)
+        rows = [json.loads(line) for line in (tmp_path / f"w{whiten}" / "metrics.jsonl").read_text().splitlines()]
+        runs[whiten] = rows[-1]
+    assert runs[True]["score"] == runs[False]["score"]  # the same rollouts
+    # one minibatch of every rollout at ratio 1: the loss is minus the mean advantage over reply tokens
+    assert abs(runs[True]["policy_loss"]) < 1e-5
+    assert abs(runs[False]["policy_loss"]) > 1e-3

@@ -181,6 +181,9 @@ class PPOOptions:
     kl_target: float = 0.0
     kl_horizon: int = 10000
     whiten_rewards: bool = False
+    # Whiten the advantages over each iteration's rollouts (the usual PPO choice). Off keeps their scale: when most
+    # replies earn nearly the same reward, whitening blows their tiny differences up to full-size updates.
+    whiten_advantages: bool = True
     # Added to the score of a reply that hit max_new_tokens without ending (InstructGPT-style length control).
     no_end_penalty: float = -1.0
     # The reward model (a `foresight align rm` run; "" = none) and its weight.

@@ -10,8 +10,8 @@ Each iteration, on the shared training loop:
    (`ppo.rubric`, graded zero-shot, `align.rbrm`), any plain reward callables (`[[rewards]]`, `align.rewards`), and
    `ppo.no_end_penalty` for a reply that never ended. Each source is logged apart.
 3. One forward pass of the policy (log-probabilities, values) and of the frozen reference over every reply token;
-   per-token rewards = -kl_coef x KL (k1 or k3) plus the score on the last token; GAE; advantages whitened
-   (`align.ppo_math`).
+   per-token rewards = -kl_coef x KL (k1 or k3) plus the score on the last token; GAE; advantages whitened unless
+   `ppo.whiten_advantages` is off (`align.ppo_math`).
 4. `ppo.epochs` passes over the rollouts in minibatches of `ppo.minibatch`: the clipped policy loss plus
    `ppo.value_coef` x the clipped value loss, one optimizer step each (the loop's steps are these updates).
 
@@ -275,7 +275,8 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
         if opts.whiten_rewards:
             rewards_t = whiten(rewards_t, mask, shift_mean=False)
         advantages, returns = gae(rewards_t, old_values, mask, opts.gamma, opts.lam)
-        advantages = whiten(advantages, mask)
+        if opts.whiten_advantages:
+            advantages = whiten(advantages, mask)
         stats = {"score": float(np.mean(scores)), "kl": float(kl.sum(1).mean()),
                  "entropy": float(masked_mean(batch.padded(entropy.float())[0], mask)),
                  "reply_tokens": float(mask.sum(1).mean()), "ended": float(np.mean(ended)),
