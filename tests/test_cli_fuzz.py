@@ -50,6 +50,14 @@ def case(*argv: str, expect: str, out: str | None = "{out}", xfail: str = "", ru
     return Case(tuple(argv), expect, out, xfail, run)
 
 
+def config_file_cases(*command: str) -> list[Case]:
+    """The rows every command that trains from a TOML config gets: a missing file, a binary one, and a config of
+    another command's schema (the pre-training run config)."""
+    return [case(*command, "{missing}", "--out", "{out}", expect="{missing}"),
+            case(*command, "{bin}", "--out", "{out}", expect="{bin}"),
+            case(*command, "{run}", "--out", "{out}", expect="unknown key")]
+
+
 # ----- the inputs every row can name ---------------------------------------------------------------------------------
 
 
@@ -295,16 +303,12 @@ CASES = [
     case("ledger", "show", "{bin}", expect="{bin}", out=None),
     case("ledger", "show", "{dir}", expect="{dir}", out=None),
     # vlm: configs, runs and flags; images given to sample
-    case("align", "dpo", "{missing}", "--out", "{out}", expect="{missing}"),
-    case("align", "dpo", "{bin}", "--out", "{out}", expect="{bin}"),
-    case("align", "dpo", "{run}", "--out", "{out}", expect="unknown key"),
+    *config_file_cases("align", "dpo"),
     case("align", "dpo", str(CONFIGS / "align-dpo-smollm2.toml"), "--out", "{out}", "--set", "dpo.beta=0",
          expect="beta"),
     case("align", "dpo", str(CONFIGS / "align-dpo-smollm2.toml"), "--out", "{out}", "--set", "dpo.loss=hinge",
          expect="loss"),
-    case("align", "ppo", "{missing}", "--out", "{out}", expect="{missing}"),
-    case("align", "ppo", "{bin}", "--out", "{out}", expect="{bin}"),
-    case("align", "ppo", "{run}", "--out", "{out}", expect="unknown key"),
+    *config_file_cases("align", "ppo"),
     case("align", "ppo", str(CONFIGS / "align-ppo-smollm2.toml"), "--out", "{out}", "--set", "ppo.kl_estimator=k2",
          expect="kl_estimator"),
     case("align", "ppo", str(CONFIGS / "align-ppo-smollm2.toml"), "--out", "{out}", "--set", "ppo.rollouts=10",
@@ -313,9 +317,7 @@ CASES = [
          "train.checkpoint_every=3", expect="checkpoint_every"),
     case("align", "ppo", str(CONFIGS / "align-ppo-smollm2.toml"), "--out", "{out}", "--set", "ppo.rubric=",
          expect="grader_head needs a rubric"),
-    case("vlm", "train", "{missing}", "--out", "{out}", expect="{missing}"),
-    case("vlm", "train", "{bin}", "--out", "{out}", expect="{bin}"),
-    case("vlm", "train", "{run}", "--out", "{out}", expect="unknown key"),
+    *config_file_cases("vlm", "train"),
     case("vlm", "eval", "{missing}", expect="{missing}", out=None),
     case("vlm", "eval", "{dir}", "--scenes", "0", expect="--scenes", out=None),
     case("vlm", "eval", "{dir}", "--sets", "bogus", expect="'bogus'", out=None),

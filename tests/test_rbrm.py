@@ -108,7 +108,7 @@ def test_calibration_divides_out_the_content_free_prior(grader):
 
 def test_grading_states_equal_a_direct_forward_pass_batched_or_not(grader):
     states = grading_states(grader.rubric, grader.model, grader.tokenizer, PROMPTS, RESPONSES)
-    one_at_a_time = grading_states(grader.rubric, grader.model, grader.tokenizer, PROMPTS, RESPONSES, batch_tokens=1)
+    one_at_a_time = grading_states(grader.rubric, grader.model, grader.tokenizer, PROMPTS, RESPONSES, batch=1)
     for i, (prompt, response) in enumerate(zip(PROMPTS, RESPONSES)):
         ids = grader.tokenizer.apply_chat_template(
             [{"role": "user", "content": grader.rubric.classifier_message(prompt, response)}])

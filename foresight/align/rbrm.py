@@ -177,31 +177,29 @@ def load_head(path: Path | str) -> GraderHead:
                       json.loads(info.get("meta", "{}")))
 
 
+def _grading_turn(rubric: Rubric, tokenizer, prompt: str, response: str, room: int) -> list[int]:
+    """The token ids of the one user turn the grader reads (the rubric and the conversation, in its chat template
+    with the assistant's turn opened), at most `room` long: a long one loses its start, as the harness does."""
+    message = {"role": "user", "content": rubric.classifier_message(prompt, response)}
+    return tokenizer.apply_chat_template([message])[-room:]
+
+
+@torch.no_grad()
 def grading_states(rubric: Rubric, model, tokenizer, prompts: list[str], responses: list[str],
-                   batch_tokens: int = 4096) -> torch.Tensor:
-    """The grader's final-norm hidden state [N, d] at the last token of each grading turn (the rubric and the
-    conversation, in the grader's chat template with the assistant's turn opened)."""
-    room = model.cfg.max_seq_len
-    rows = [tokenizer.apply_chat_template([{"role": "user", "content": rubric.classifier_message(p, r)}])[-room:]
-            for p, r in zip(prompts, responses)]
+                   batch: int = 16) -> torch.Tensor:
+    """The grader's final-norm hidden state [N, d] at the last token of each grading turn, `batch` right-padded
+    rows at a time (the reward model's layout: `rm.pad_rows`, `rm.side_hidden_states`), rows of similar lengths
+    together."""
+    from foresight.align.rm import pad_rows, side_hidden_states
+
+    rows = [_grading_turn(rubric, tokenizer, p, r, model.cfg.max_seq_len) for p, r in zip(prompts, responses)]
     device = next(model.parameters()).device
-    out = torch.empty(len(rows), model.cfg.d_model)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    start = 0
-    while start < len(order):  # batches of similar lengths, right-padded: causal attention never sees the padding
-        end = start + 1
-        while end < len(order) and (end - start + 1) * len(rows[order[end]]) <= batch_tokens:
-            end += 1
-        chunk = order[start:end]
-        width = len(rows[chunk[-1]])
-        tokens = torch.zeros(len(chunk), width, dtype=torch.long)
-        for j, i in enumerate(chunk):
-            tokens[j, :len(rows[i])] = torch.tensor(rows[i])
-        with torch.no_grad():
-            hidden = model.hidden_states(tokens.to(device))
-        for j, i in enumerate(chunk):
-            out[i] = hidden[j, len(rows[i]) - 1].float().cpu()
-        start = end
+    out = torch.empty(len(rows), model.cfg.d_model)
+    for b in range(0, len(order), batch):
+        chunk = order[b:b + batch]
+        sides = pad_rows([rows[i] for i in chunk]).to(device)
+        out[chunk] = side_hidden_states(model, sides)[sides.last_row, sides.last_col].float().cpu()
     return out
 
 
@@ -257,8 +255,8 @@ class RBRM:
         """For each response, the grader's probability of each category (letters' likelihoods, normalised, and
         divided by the content-free prior when calibrating), or the head's two letters."""
         if self.head is not None:
-            p = self.head.probability(grading_states(self.rubric, self.model, self.tokenizer, prompts, responses,
-                                                     self.batch_tokens)).tolist()
+            p = self.head.probability(grading_states(self.rubric, self.model, self.tokenizer, prompts,
+                                                     responses)).tolist()
             zero = dict.fromkeys(self.rubric.categories, 0.0)
             return [zero | {self.head.refusal_letter: q, self.head.other_letter: 1.0 - q} for q in p]
         probs = self._letter_probs(prompts, responses)
@@ -279,8 +277,7 @@ class RBRM:
         room = self.model.cfg.max_seq_len + 1 - max(len(v) for v in self.letter_ids.values())
         requests, letters = [], list(self.rubric.categories)
         for prompt, response in zip(prompts, responses):
-            message = {"role": "user", "content": self.rubric.classifier_message(prompt, response)}
-            ids = self.tokenizer.apply_chat_template([message])[-room:]  # a long one loses its start, as the harness
+            ids = _grading_turn(self.rubric, self.tokenizer, prompt, response, room)
             requests += [(ids, self.letter_ids[letter], []) for letter in letters]
         scores = score_token_requests(self.model, requests, batch_tokens=self.batch_tokens)
         out = []

@@ -321,11 +321,10 @@ def _read_curves(run: Path) -> list[dict]:
     return rows
 
 
-def _curves_figure(runs: list[Path], path: Path) -> dict[str, list[str]] | None:
+def _curves_figure(curves: list[tuple[str, list[dict]]], path: Path) -> dict[str, list[str]] | None:
     """Training curves of the runs, one panel per CURVE_PANELS entry any run has (loss; PPO's reward by source, KL
     and probe refusal rates; DPO's and the reward model's held-out accuracy and loss) against the optimizer step.
-    Returns {panel: the series drawn}, or None when no run has any of them."""
-    curves = [(Path(run).name, _read_curves(run)) for run in runs]
+    `curves` holds (run name, its metrics rows). Returns {panel: the series drawn}, or None when no run has any."""
     drawn: dict[str, list[tuple[str, list[int], list[float]]]] = {}
     for title, wanted in CURVE_PANELS:
         for name, rows in curves:
@@ -395,8 +394,8 @@ def _value(results: dict, task: str, metric: str, group: str | None):
 
 
 def _stages(paths: list, labels, started_from) -> list[Stage]:
-    """The stages in order, each with the stage it started from: the previous one, unless `started_from` names
-    (by label) the stage each one after the first started from."""
+    """The stages in order, each with its results and the stage it started from: the previous one, unless
+    `started_from` names (by label) the stage each one after the first started from."""
     if len(paths) < 2:
         raise ForesightError("give at least two results files (the model before a stage and after it)")
     labels = [str(x).strip() for x in (labels or (("before", "after") if len(paths) == 2 else
@@ -415,7 +414,7 @@ def _stages(paths: list, labels, started_from) -> list[Stage]:
                 raise ForesightError(f"--started-from: stage {labels[i]!r} cannot start from {name!r}: name an "
                                      f"earlier stage ({', '.join(labels[:i])})")
             parents.append(labels.index(name))
-    return [Stage(label, Path(path), None, parent) for label, path, parent in zip(labels, paths, parents)]
+    return [Stage(label, Path(path), _read(path), parent) for label, path, parent in zip(labels, paths, parents)]
 
 
 def write_report(paths: list, out_dir, labels=None, started_from=None, runs=()) -> str:
@@ -428,10 +427,7 @@ def write_report(paths: list, out_dir, labels=None, started_from=None, runs=()) 
 
     stages = _stages(list(paths), labels, started_from)
     out = Path(out_dir)
-    for stage in stages:
-        stage.results = _read(stage.path)
-    for run in runs:
-        _read_curves(run)  # a bad run directory is refused before anything is written
+    curves = [(Path(run).name, _read_curves(run)) for run in runs]  # refused before anything is written
     common = [t for t in stages[0].results["tasks"] if all(t in s.results["tasks"] for s in stages[1:])]
     if not common:
         listing = "; ".join(f"{s.path}: {', '.join(s.results['tasks'])}" for s in stages)
@@ -514,8 +510,8 @@ def write_report(paths: list, out_dir, labels=None, started_from=None, runs=()) 
         files["calibration"] = "calibration.png"
     else:
         notes.append("no calibrated task with per-item records in every file: calibration.png not written")
-    curves = _curves_figure([Path(r) for r in runs], out / "curves.png") if runs else None
-    if curves:
+    drawn = _curves_figure(curves, out / "curves.png") if curves else None
+    if drawn:
         files["curves"] = "curves.png"
     elif runs:
         notes.append("no training curve in the runs' metrics: curves.png not written")
@@ -539,7 +535,7 @@ def write_report(paths: list, out_dir, labels=None, started_from=None, runs=()) 
                          for s in stages],
               "comparisons": [{"stage": labels[c], "from": labels[p], "rows": [asdict(r) for r in compared[(p, c)]]}
                               for p, c in edges],
-              "calibration": cal_json, "runs": [str(r) for r in runs], "curves": curves, "notes": notes,
+              "calibration": cal_json, "runs": [str(r) for r in runs], "curves": drawn, "notes": notes,
               "files": files}
     if len(stages) == 2:  # the two-file report's own keys
         report |= {"before": stage_json(stages[0]), "after": stage_json(stages[1]),
