@@ -79,7 +79,13 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # auto: bf16 autocast on CUDA, fp32 on CPU.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # How several processes share the work: "ddp" (each holds the whole model) or "fsdp" (FSDP2: parameters,
+    # gradients and optimizer state sharded; checkpoints sharded too, resumable on another number of processes).
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    # torch.compile (each block under fsdp, the whole model under ddp).
     compile: bool = False
+    # Recompute each block's activations in the backward pass: less memory, about a third more compute.
+    activation_checkpointing: bool = False
     # Intra-op CPU threads per process; 0 means the cores divided among local processes.
     threads: int = 0
 

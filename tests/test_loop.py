@@ -26,7 +26,6 @@ def _masked_run(out: Path, steps: int, resume: bool = False, checkpoint_every: i
     model = Transformer(ModelConfig(vocab_size=32, d_model=32, n_layers=1, n_heads=2, max_seq_len=16))
     cfg = TrainConfig(lr=1e-2, warmup_steps=1, eval_every=0, log_every=1, checkpoint_every=checkpoint_every,
                       keep_checkpoints=2, seq_len=16, batch_size=8, tokens=1)
-    optimizer = build_optimizer(model, cfg)
     patterns = torch.arange(16) % 5  # a sequence the model can learn to continue
 
     def batch(step: int, micro: int):
@@ -44,7 +43,7 @@ def _masked_run(out: Path, steps: int, resume: bool = False, checkpoint_every: i
         with torch.no_grad():
             return {"val_loss": masked_loss(model, batch(10_000, 0)).item()}
 
-    result = train_loop(model, optimizer, cfg=cfg, out=out, steps=steps, accum=2, tokens_per_step=8 * 16,
+    result = train_loop(model, lambda m: build_optimizer(m, cfg), cfg=cfg, out=out, steps=steps, accum=2, tokens_per_step=8 * 16,
                         batch=batch, loss=masked_loss, evaluate=evaluate, info=DistInfo(),
                         device=torch.device("cpu"), autocast=torch.autocast("cpu", enabled=False), resume=resume,
                         progress=False)

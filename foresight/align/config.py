@@ -97,9 +97,14 @@ class DPOOptions:
 
 
 def no_token_budget(train: TrainConfig, section: str) -> None:
+    """Refuse the [train] keys that only pre-training honours."""
     for key in ("tokens", "flops", "tokens_per_param"):
         if getattr(train, key):
             raise ValueError(f"train.{key} is for pre-training; set {section}.epochs or {section}.steps instead")
+    if train.parallel != "ddp":
+        # these trainers wrap the language model in loss, value or vision modules; sharding them is not built
+        raise ValueError(f"train.parallel = {train.parallel!r} is for pre-training (foresight train); {section} runs "
+                         f"use 'ddp'")
 
 
 @dataclass

@@ -125,7 +125,6 @@ def _train_dpo(cfg: DPOConfig, out: Path, resume: bool, progress: bool, info: Di
 
     torch.manual_seed(t.seed)
     model = PolicyAndReference(loaded.model, reference).to(device)
-    optimizer = build_optimizer(model, t)
     mean_len = float(np.mean([len(p.chosen) + len(p.rejected) for p in pairs]))
 
     def batch(step: int, m: int) -> ReplyBatch:
@@ -155,7 +154,7 @@ def _train_dpo(cfg: DPOConfig, out: Path, resume: bool, progress: bool, info: Di
         metrics["chosen_reward"], metrics["rejected_reward"] = float(rewards[:, 0].mean()), float(rewards[:, 1].mean())
         return metrics
 
-    result = train_loop(model, optimizer, cfg=t, out=out, steps=steps, accum=per_process // micro,
+    result = train_loop(model, lambda m: build_optimizer(m, t), cfg=t, out=out, steps=steps, accum=per_process // micro,
                         tokens_per_step=round(t.batch_size * mean_len), batch=batch,
                         loss=lambda forward, b: pair_loss(forward(b), cfg.dpo).loss, evaluate=evaluate, info=info,
                         device=device, autocast=autocast, resume=resume, progress=progress)

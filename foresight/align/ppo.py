@@ -240,7 +240,6 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
 
     torch.manual_seed(t.seed)
     model = PolicyWithValue(lm, opts.kl_coef).to(device)
-    optimizer = build_optimizer(model, t)
     state: dict = {"iteration": None}
 
     def rollout(iteration: int) -> Iteration:
@@ -328,7 +327,8 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
 
     mean_len = float(np.mean([len(ids) for _, ids in train_prompts])) + opts.max_new_tokens
     # the loop reports each iteration after its last update
-    result = train_loop(model, optimizer, cfg=dataclasses.replace(t, eval_every=per_iteration), out=out,
+    result = train_loop(model, lambda m: build_optimizer(m, t),
+                        cfg=dataclasses.replace(t, eval_every=per_iteration), out=out,
                         steps=steps, accum=1, tokens_per_step=round(opts.minibatch * mean_len), batch=batch,
                         loss=loss, evaluate=evaluate, info=info, device=device, autocast=autocast, resume=resume,
                         progress=progress)

@@ -227,7 +227,6 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
 
     torch.manual_seed(t.seed)
     model = RewardModel(loaded.model).to(device)
-    optimizer = build_optimizer(model, t)
     mean_len = float(np.mean([len(p.chosen) + len(p.rejected) for p in pairs]))
 
     def batch(step: int, m: int):
@@ -247,7 +246,7 @@ def _train_rm(cfg: RMConfig, out: Path, resume: bool, progress: bool, info: Dist
         metrics["val_loss"] = float(np.logaddexp(0, -(rewards[:, 0] - rewards[:, 1] - cfg.rm.margin)).mean())
         return metrics
 
-    result = train_loop(model, optimizer, cfg=t, out=out, steps=steps, accum=per_process // micro,
+    result = train_loop(model, lambda m: build_optimizer(m, t), cfg=t, out=out, steps=steps, accum=per_process // micro,
                         tokens_per_step=round(t.batch_size * mean_len), batch=batch, loss=loss, evaluate=evaluate,
                         info=info, device=device, autocast=autocast, resume=resume, progress=progress)
     summary = {

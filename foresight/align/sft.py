@@ -182,7 +182,6 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
 
     torch.manual_seed(t.seed)
     loss_model = AssistantLoss(loaded.model)
-    optimizer = build_optimizer(loss_model, t)
     def batch(step: int, m: int) -> Rows:
         order = align_run.step_order(len(rows), t.seed, step, t.batch_size, info.rank * per_process + m * micro, micro)
         return stack([rows[i] for i in order]).to(device)
@@ -194,7 +193,8 @@ def _train_sft(cfg: SFTConfig, out: Path, resume: bool, progress: bool, info: Di
         return {"val_loss": heldout_loss(loss_model, heldout_rows, micro, device, info, autocast)} if heldout_rows \
             else {}
 
-    result = train_loop(loss_model, optimizer, cfg=t, out=out, steps=steps, accum=per_process // micro,
+    result = train_loop(loss_model, lambda m: build_optimizer(m, t),
+                        cfg=t, out=out, steps=steps, accum=per_process // micro,
                         tokens_per_step=t.batch_size * t.seq_len, batch=batch, loss=assistant_loss,
                         evaluate=evaluate, info=info, device=device, autocast=autocast, resume=resume,
                         progress=progress)

@@ -1,7 +1,10 @@
 """Checkpoints that survive a kill at any moment.
 
 Layout: RUN_DIR/checkpoints/step_00001200/{model.safetensors, optimizer.pt, state.json} and RUN_DIR/checkpoints/latest
-(a text file naming the newest complete checkpoint directory). A checkpoint is written into a temporary directory,
+(a text file naming the newest complete checkpoint directory). A run with train.parallel = "fsdp" writes
+step_N/{sharded/, state.json} instead: the model and optimizer through torch.distributed.checkpoint, each process
+its own shards, loadable by any number of processes (DCP reshards on load); its final checkpoint also holds the
+whole model.safetensors, for everything that reads a run's weights. A checkpoint is written into a temporary directory,
 flushed to disk, then renamed into place; `latest` is replaced atomically afterwards. A process killed mid-write
 leaves only a stray temporary directory, which the next save removes, and `latest` still names a good checkpoint.
 """
@@ -22,6 +25,7 @@ from foresight.errors import ForesightError
 from foresight.files import atomic_write_text, fsync_path
 
 MODEL_FILE, OPTIMIZER_FILE, STATE_FILE = "model.safetensors", "optimizer.pt", "state.json"
+SHARDED_DIR = "sharded"  # torch.distributed.checkpoint's directory: .metadata and one file per process
 
 
 def checkpoint_name(step: int) -> str:
@@ -42,8 +46,64 @@ def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, optimizer_sta
     if optimizer_state is not None:
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))  # written last: its presence marks completeness
-    for f in tmp.iterdir():
-        fsync_path(f)
+    _publish(tmp, final, ckpt_root, keep)
+    return final
+
+
+def save_sharded_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                            state: dict, keep: int = 2, full_model: bool = False) -> Path:
+    """Collective (every process calls it): the model and optimizer through torch.distributed.checkpoint, each
+    process writing its own shards; with `full_model`, the whole model gathered into model.safetensors too. The
+    first process publishes the checkpoint atomically, as `save_checkpoint` does."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_state_dict
+
+    group = dist.is_available() and dist.is_initialized()
+    main = not group or dist.get_rank() == 0
+    final = ckpt_root / checkpoint_name(step)
+    tmp = ckpt_root / f".tmp-{checkpoint_name(step)}"  # one name every process knows
+    if main:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        for stray in ckpt_root.glob(".tmp-*"):
+            shutil.rmtree(stray, ignore_errors=True)
+        tmp.mkdir()
+    if group:
+        dist.barrier()
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / SHARDED_DIR)
+    whole = (get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+             if full_model else None)
+    if main:
+        if whole is not None:
+            save_file(_dedupe_shared(whole), tmp / MODEL_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
+        _publish(tmp, final, ckpt_root, keep)
+    if group:
+        dist.barrier()
+    return final
+
+
+def load_sharded(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load a sharded checkpoint into `model` and `optimizer`, however many processes wrote it and however many
+    read it now (each reads the pieces of its own shards)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    try:
+        dcp.load({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=ckpt_dir / SHARDED_DIR)
+    except Exception as e:  # a missing or truncated shard; DCP names the file
+        raise ForesightError(f"cannot read sharded checkpoint {ckpt_dir / SHARDED_DIR}: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
+
+
+def _publish(tmp: Path, final: Path, ckpt_root: Path, keep: int) -> None:
+    """Flush a finished temporary checkpoint, rename it into place, point `latest` at it, drop old ones."""
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            fsync_path(f)
     if final.exists():  # a re-save of the same step (e.g. the final step) replaces the old one
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -52,7 +112,6 @@ def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, optimizer_sta
     complete = sorted(p for p in ckpt_root.glob("step_*") if (p / STATE_FILE).exists())
     for old in complete[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def _dedupe_shared(state: dict) -> dict:
@@ -87,19 +146,31 @@ def load_model_state(ckpt_dir: Path) -> dict:
 @dataclass
 class Checkpoint:
     directory: Path
-    model_state: dict
+    model_state: dict | None  # None for a sharded checkpoint: `load_sharded` reads it into the wrapped model
     optimizer_state: dict | None
     state: dict  # the trainer's: step, RNG state, timers, recent losses
 
+    @property
+    def sharded(self) -> bool:
+        return self.model_state is None
+
 
 def load_checkpoint(ckpt_dir: Path) -> Checkpoint:
-    """Everything in one checkpoint directory, each file checked; a file that cannot be read is named."""
-    model_state = load_model_state(ckpt_dir)
-    opt_path = ckpt_dir / OPTIMIZER_FILE
-    try:
-        optimizer_state = torch.load(opt_path, map_location="cpu", weights_only=False) if opt_path.exists() else None
-    except Exception as e:  # truncated: torch's message says which zip record failed
-        raise ForesightError(f"cannot read optimizer state {opt_path}: {type(e).__name__}: {e}") from None
+    """Everything in one checkpoint directory, each file checked; a file that cannot be read is named. A sharded
+    checkpoint's model and optimizer are only checked for their index here (`load_sharded` reads them)."""
+    sharded = ckpt_dir / SHARDED_DIR
+    model_state = optimizer_state = None
+    if sharded.is_dir():
+        if not (sharded / ".metadata").is_file():
+            raise ForesightError(f"sharded checkpoint {sharded} has no .metadata (an interrupted save)")
+    else:
+        model_state = load_model_state(ckpt_dir)
+        opt_path = ckpt_dir / OPTIMIZER_FILE
+        try:
+            optimizer_state = (torch.load(opt_path, map_location="cpu", weights_only=False) if opt_path.exists()
+                               else None)
+        except Exception as e:  # truncated: torch's message says which zip record failed
+            raise ForesightError(f"cannot read optimizer state {opt_path}: {type(e).__name__}: {e}") from None
     try:
         state = json.loads((ckpt_dir / STATE_FILE).read_text())
         if not isinstance(state, dict) or not isinstance(state.get("step"), int):

@@ -1,5 +1,6 @@
 """Data parallelism: the process group that `torchrun` describes, and `parallelize`, the one place a model is wrapped
-for it. The model never sees any of this: the training loop wraps it from outside."""
+for it (DDP or FSDP2, activation checkpointing, torch.compile). The model never sees any of this: the training loop
+wraps it from outside."""
 
 from __future__ import annotations
 
@@ -47,19 +48,68 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
-def parallelize(model: torch.nn.Module, info: DistInfo, compile: bool = False):
-    """(wrapped, forward): the model wrapped for data parallelism (DDP when there are several processes, else the model
-    itself), and what the loop calls for a forward pass (the wrapped model, compiled with torch.compile if asked).
-    Gradients are averaged across processes in the backward pass; the optimizer keeps working on `model`'s own
-    parameters, which DDP shares."""
-    wrapped = DistributedDataParallel(model) if info.enabled else model
-    return wrapped, (torch.compile(wrapped) if compile else wrapped)
+def parallelize(model: torch.nn.Module, info: DistInfo, cfg) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(wrapped, forward): the model made ready to train under `cfg` (a TrainConfig), from outside it, and what the
+    loop calls for a forward pass. Build the optimizer on `wrapped` afterwards: FSDP replaces the parameters.
+
+    - train.parallel = "ddp": DDP when there are several processes (every rank holds the whole model; gradients are
+      averaged in the backward pass), else the model itself.
+    - train.parallel = "fsdp": FSDP2 (`fully_shard`), one unit per transformer block plus a root unit for the rest
+      (embeddings, final norm and the head, which share a tied weight so must share a unit); parameters, gradients
+      and optimizer state are sharded across processes. In bf16 runs the all-gathered parameters are bf16 and the
+      gradients are reduced in fp32. With one process there is nothing to shard and the model is used as is.
+    - train.activation_checkpointing: each block's activations are recomputed in the backward pass.
+    - train.compile: torch.compile of each block under FSDP (the units' collectives stay outside the graphs, as
+      torchtitan does it), of the whole wrapped model under DDP.
+    """
+    blocks = getattr(model, "blocks", None)
+    if (cfg.parallel == "fsdp" or cfg.activation_checkpointing) and not isinstance(blocks, torch.nn.ModuleList):
+        raise ForesightError(f"train.parallel = 'fsdp' and train.activation_checkpointing need a model of "
+                             f"transformer blocks; {type(model).__name__} has none")
+    if cfg.activation_checkpointing:
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+        for i, block in enumerate(blocks):  # the wrapper forwards attributes and strips its name from state dicts
+            blocks[i] = checkpoint_wrapper(block)
+    if cfg.parallel == "ddp":
+        wrapped = DistributedDataParallel(model) if info.enabled else model
+        return wrapped, (torch.compile(wrapped) if cfg.compile else wrapped)
+    if cfg.compile:
+        for block in blocks:
+            block.compile()  # in place: parameter names stay as they are
+    if info.enabled:
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        bf16 = cfg.dtype == "bfloat16" or (cfg.dtype == "auto" and next(model.parameters()).is_cuda)
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32)
+        for block in blocks:
+            fully_shard(block, mp_policy=policy)
+        fully_shard(model, mp_policy=policy)
+    return model, model
 
 
+def is_sharded(model: torch.nn.Module) -> bool:
+    """Whether FSDP2 shards this model's parameters (so its state is saved and loaded through DCP)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+@contextlib.contextmanager
 def no_sync(wrapped: torch.nn.Module):
-    """A context in which backward passes accumulate gradients locally, without the all-reduce: for every
-    micro-batch of a step but the last."""
-    return wrapped.no_sync() if isinstance(wrapped, DistributedDataParallel) else contextlib.nullcontext()
+    """A context in which backward passes accumulate gradients locally, without the all-reduce (DDP) or the
+    reduce-scatter (FSDP): for every micro-batch of a step but the last."""
+    if isinstance(wrapped, DistributedDataParallel):
+        with wrapped.no_sync():
+            yield
+    elif is_sharded(wrapped):
+        wrapped.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            wrapped.set_requires_gradient_sync(True)
+    else:
+        yield
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:

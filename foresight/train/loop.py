@@ -1,11 +1,14 @@
 """The training loop every trainer shares: pre-training, and (next) SFT, reward models, DPO and PPO.
 
-A caller brings a model, an optimizer, its batches and its loss; the loop owns everything else about taking optimizer
+A caller brings a model, how to build its optimizer (after `parallelize`, which may replace the parameters), its
+batches and its loss; the loop owns everything else about taking optimizer
 steps well:
 
-- gradient accumulation over micro-batches, data parallelism (through `parallelize`, with DDP's `no_sync` on every
-  micro-batch but the last), mixed precision (the caller's autocast), gradient clipping, the learning-rate schedule;
-- exact resume: an atomic checkpoint holds the model, the optimizer, the torch RNG and the step; the batches of step s
+- gradient accumulation over micro-batches, data parallelism (through `parallelize`: DDP or FSDP2, with gradient
+  sync skipped on every micro-batch but the last), mixed precision (the caller's autocast), gradient clipping, the
+  learning-rate schedule;
+- exact resume: an atomic checkpoint holds the model, the optimizer, the torch RNG and the step (sharded through
+  torch.distributed.checkpoint under FSDP, so a run saved by K processes resumes on any number); the batches of step s
   must be a function of s alone (see train/loader.py), so nothing else about the data position needs saving;
 - metrics.jsonl, TensorBoard, the progress bar, and a clear stop when the loss diverges.
 
@@ -28,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor
 
 from foresight.config import TrainConfig
 from foresight.errors import ForesightError
@@ -62,20 +66,27 @@ def trim_metrics(path: Path, last_step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, cfg: TrainConfig, out: Path,
-               steps: int, accum: int, tokens_per_step: int, batch: Batch, loss: Loss, evaluate: Evaluate,
-               info: DistInfo, device: torch.device, autocast, resume: bool, progress: bool = True) -> LoopResult:
+def train_loop(model: torch.nn.Module, make_optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer], *,
+               cfg: TrainConfig, out: Path, steps: int, accum: int, tokens_per_step: int, batch: Batch, loss: Loss,
+               evaluate: Evaluate, info: DistInfo, device: torch.device, autocast, resume: bool,
+               progress: bool = True) -> LoopResult:
     """Train `model` for `steps` optimizer steps of `accum` micro-batches each, checkpointing into out/checkpoints.
 
     With `resume`, continues from the newest checkpoint that loads (an unreadable one is reported and the one
     before it used). `tokens_per_step` is the global number of tokens per optimizer step (for throughput)."""
     ckpt_root = out / "checkpoints"
+    wrapped, forward = parallelize(model, info, cfg)
+    optimizer = make_optimizer(model)  # on the parameters FSDP sharded, if it did
+    sharded = cfg.parallel == "fsdp"
     start_step, wall_before, train_seconds_before = 0, 0.0, 0.0
     recent = collections.deque(maxlen=SMOOTHING)
     loaded = ckpt.load_latest(ckpt_root, warn=info.is_main) if resume else None
     if loaded is not None:
-        model.load_state_dict(loaded.model_state, strict=False)  # strict=False: tied weights are stored once
-        optimizer.load_state_dict(loaded.optimizer_state)
+        if loaded.sharded:
+            ckpt.load_sharded(loaded.directory, model, optimizer)
+        else:
+            model.load_state_dict(loaded.model_state, strict=False)  # strict=False: tied weights are stored once
+            optimizer.load_state_dict(loaded.optimizer_state)
         state = loaded.state
         torch.set_rng_state(torch.tensor(state["rng_torch"], dtype=torch.uint8))
         start_step, wall_before = state["step"], state["wall_seconds"]
@@ -87,7 +98,6 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, cfg:
     elif resume and info.is_main:
         print(f"no checkpoint in {ckpt_root}; starting from step 0")
 
-    wrapped, forward = parallelize(model, info, compile=cfg.compile)
     writer = metrics_file = bar = None
     if info.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -111,10 +121,13 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, cfg:
                 writer.add_scalar(k, v, row["step"])
 
     def save(step_done: int) -> None:
-        if info.is_main:
-            state = {"step": step_done, "wall_seconds": wall_before + time.time() - t_start,
-                     "train_seconds": train_seconds, "recent_train_losses": list(recent),
-                     "rng_torch": torch.get_rng_state().tolist(), "rng_numpy_seed": [cfg.seed, step_done]}
+        state = {"step": step_done, "wall_seconds": wall_before + time.time() - t_start,
+                 "train_seconds": train_seconds, "recent_train_losses": list(recent),
+                 "rng_torch": torch.get_rng_state().tolist(), "rng_numpy_seed": [cfg.seed, step_done]}
+        if sharded:  # every process writes its shards
+            ckpt.save_sharded_checkpoint(ckpt_root, step_done, model, optimizer, state, keep=cfg.keep_checkpoints,
+                                         full_model=step_done == steps)
+        elif info.is_main:
             ckpt.save_checkpoint(ckpt_root, step_done, model.state_dict(), optimizer.state_dict(), state,
                                  keep=cfg.keep_checkpoints)
         barrier(info)
@@ -135,6 +148,8 @@ def train_loop(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, cfg:
             micro_loss.backward()
             loss_sum += micro_loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+        if isinstance(grad_norm, DTensor):  # FSDP: the norm over every shard
+            grad_norm = grad_norm.full_tensor()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         train_loss = all_reduce_sum(loss_sum, info).item() / info.world_size

@@ -84,12 +84,18 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     was_training = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, token count)
-    for i in range(info.rank * batch_size, len(x), batch_size * info.world_size):
+    stride = batch_size * info.world_size
+    for start in range(0, len(x), stride):  # the same number of forward passes on every process (FSDP's are collective)
+        i = start + info.rank * batch_size
         xb, yb = x[i: i + batch_size].to(device), y[i: i + batch_size].to(device)
+        scored = len(xb) > 0
+        if not scored:  # this process's slice of the last stride is empty: a pass over one row, not counted
+            xb, yb = x[:1].to(device), y[:1].to(device)
         with autocast:
             logits = model(xb)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="sum")
-        total += torch.stack([loss.double(), torch.tensor(yb.numel(), dtype=torch.float64, device=device)])
+        if scored:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="sum")
+            total += torch.stack([loss.double(), torch.tensor(yb.numel(), dtype=torch.float64, device=device)])
     all_reduce_sum(total, info)
     model.train(was_training)
     return (total[0] / total[1]).item()
@@ -148,7 +154,6 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
 
     torch.manual_seed(t.seed)  # identical initial weights on every process
     model = Transformer(cfg.model).to(device)
-    optimizer = build_optimizer(model, t)
     batches = StepBatches(train_tokens, t.seq_len, t.seed)
     val_x, val_y = validation_windows(val_tokens, t.seq_len, cfg.data.val_tokens)
 
@@ -164,7 +169,7 @@ def _train(cfg: RunConfig, out: Path, resume: bool, progress: bool, info: DistIn
     def validation() -> dict:
         return {"val_loss": evaluate(model, val_x, val_y, micro, device, info, autocast)}
 
-    result = train_loop(model, optimizer, cfg=t, out=out, steps=steps, accum=per_process // micro,
+    result = train_loop(model, lambda m: build_optimizer(m, t), cfg=t, out=out, steps=steps, accum=per_process // micro,
                         tokens_per_step=t.batch_size * t.seq_len, batch=batch, loss=next_token_loss,
                         evaluate=validation, info=info, device=device, autocast=autocast, resume=resume,
                         progress=progress)

@@ -191,7 +191,6 @@ def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: Di
 
     torch.manual_seed(t.seed)
     loss_model = ReplyLoss(vlm)
-    optimizer = build_optimizer(loss_model, t)
     size = cfg.vision.image_size
 
     def batch(step: int, m: int) -> Batch:
@@ -214,7 +213,8 @@ def _train_vlm(cfg: VLMConfig, out: Path, resume: bool, progress: bool, info: Di
         loss_model.train(was)
         return {"val_loss": total / max(count, 1)}
 
-    result = train_loop(loss_model, optimizer, cfg=t, out=out, steps=steps, accum=per_process // micro,
+    result = train_loop(loss_model, lambda m: build_optimizer(m, t),
+                        cfg=t, out=out, steps=steps, accum=per_process // micro,
                         tokens_per_step=t.batch_size * t.seq_len, batch=batch, loss=lambda fwd, b: fwd(b),
                         evaluate=evaluate, info=info, device=device, autocast=autocast, resume=resume,
                         progress=progress)

@@ -1,0 +1,90 @@
+"""Keep the PPO prompts the starting model still gets wrong: a prompt file with headroom for the reward.
+
+    python scripts/hard_prompts.py CONFIG.toml --samples K --out PROMPTS.jsonl [--keep-solved N] [--limit N]
+
+Samples K replies to every training prompt of a PPO config (`prompts.source`, e.g. "behaviour_rl") from the
+config's `base` model, through the same engine, temperature, token budget and reward mix PPO would use, and writes
+the prompts where at least one sample scored below `--threshold` of the mix (a refusal of an allowed request, an
+answer to a disallowed one), plus `--keep-solved` prompts of each type that every sample got right (so the policy
+still sees what it already does well), as a `prompts.source` JSONL file with each prompt's sampled scores. Why: on
+prompts the starting model already answers as the rubric wants, the reward is near its ceiling and PPO's updates
+carry no signal (docs/align-rl.md); filtering prompts by the policy's own success rate is what dynamic sampling in
+GRPO-style trainers does online.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", type=Path)
+    p.add_argument("--samples", type=int, default=2, help="replies sampled per prompt")
+    p.add_argument("--threshold", type=float, default=0.0, help="a reply scoring below this failed")
+    p.add_argument("--keep-solved", type=int, default=0, help="prompts of each type with no failed sample to keep")
+    p.add_argument("--limit", type=int, default=0, help="only the first N prompts (0: all)")
+    p.add_argument("--batch", type=int, default=24)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import torch
+
+    from foresight.align import run as align_run
+    from foresight.align.config import PPOConfig
+    from foresight.align.ppo import generate, load_prompts, reward_mix
+    from foresight.config import load_config
+
+    cfg = load_config(args.config, PPOConfig)
+    opts = cfg.ppo
+    device = torch.device("cpu")
+    loaded = align_run.load_base(cfg.base, device)
+    lm, tokenizer = loaded.model.eval(), loaded.tokenizer
+    rewards = reward_mix(cfg, lm, tokenizer, device)
+    prompts = load_prompts(cfg.prompts, "train")[:args.limit or None]
+    room = lm.cfg.max_seq_len - opts.max_new_tokens
+    jobs = [(i, k) for i, pr in enumerate(prompts) for k in range(args.samples)
+            if len(tokenizer.apply_chat_template(pr.messages)) <= room]
+    scores: dict[int, list[float]] = {}
+    t0 = time.time()
+    for b in range(0, len(jobs), args.batch):
+        chunk = jobs[b:b + args.batch]
+        chosen = [prompts[i] for i, _ in chunk]
+        seeds = [cfg.train.seed * 1_000_003 + i * 97 + k for i, k in chunk]
+        replies = generate(lm, tokenizer, [tokenizer.apply_chat_template(pr.messages) for pr in chosen],
+                           opts.max_new_tokens, opts.temperature, seeds)
+        got, _ = rewards([pr.text for pr in chosen], [text for _, text, _ in replies],
+                         prompt_types=[pr.ptype for pr in chosen], messages=[pr.messages for pr in chosen])
+        for (i, _), s, (_, _, ended) in zip(chunk, got, replies):
+            scores.setdefault(i, []).append(float(s) + (0.0 if ended else opts.no_end_penalty))
+        done = min(b + args.batch, len(jobs))
+        print(f"\r{done}/{len(jobs)} replies, {time.time() - t0:.0f} s", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    failed = [i for i, s in scores.items() if min(s) < args.threshold]
+    rng = np.random.default_rng(cfg.train.seed)
+    solved = []
+    for ptype in sorted({pr.ptype for pr in prompts}):
+        pool = [i for i, s in scores.items() if min(s) >= args.threshold and prompts[i].ptype == ptype]
+        solved += [pool[j] for j in rng.permutation(len(pool))[:args.keep_solved]]
+    with args.out.open("w") as f:
+        for i in sorted(failed + solved):
+            f.write(json.dumps({"messages": prompts[i].messages, "type": prompts[i].ptype,
+                                "sampled_scores": scores[i]}) + "\n")
+    for ptype in sorted({pr.ptype for pr in prompts}):
+        of_type = [i for i in scores if prompts[i].ptype == ptype]
+        fails = sum(min(scores[i]) < args.threshold for i in of_type)
+        mean_fail = np.mean([s < args.threshold for i in of_type for s in scores[i]])
+        print(f"{ptype}: {len(of_type)} prompts, {fails} with a failed sample, {mean_fail:.1%} of samples failed")
+    print(f"wrote {len(failed)} failing + {len(solved)} solved prompts to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
