@@ -8,11 +8,12 @@ parametrization, untied (Llama's default); transformers uses SDPA attention. Tim
 
     .venv/bin/python bench/train_step.py [--width 512] [--layers 8] [--heads 8] [--vocab 8192] [--seq 256]
                                          [--batch 8] [--steps 1] [--repeats 5] [--threads 2] [--no-keep-memory]
-                                         [--device cpu|cuda] [--dtype float32|bfloat16]
+                                         [--device cpu|cuda] [--dtype float32|bfloat16] [--compile]
 
 On a GPU (`--device cuda --dtype bfloat16`: bf16 autocast for both, weights and optimizer state in fp32, as the
 trainer does) it also prints each model's model-FLOPs utilization against the card's dense bf16 peak
-(foresight.train.flops: 6·N per token plus attention). Last line: `ratio: X` = our tokens/s / transformers' tokens/s.
+(foresight.train.flops: 6·N per token plus attention). --compile runs both models through torch.compile (the
+whole model each; the trainer compiles per block under FSDP). Last line: `ratio: X` = our tokens/s / transformers' tokens/s.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main() -> None:
                         help="bfloat16: autocast, as train.dtype = 'bfloat16' does")
     parser.add_argument("--no-keep-memory", action="store_true",
                         help="skip foresight.runtime.keep_freed_memory (the glibc setting the CLI applies at start)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.no_keep_memory:
@@ -112,6 +114,8 @@ def main() -> None:
     opt_theirs = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                                    lr=args.lr, betas=(0.9, 0.95), fused=fused)
 
+    if args.compile:  # after the optimizers: compiling wraps the modules, the parameters stay the same
+        ours, theirs = torch.compile(ours), torch.compile(theirs)
     step_ours = make_step(ours, opt_ours, lambda m, x: m(x), inputs, targets, autocast)
     step_theirs = make_step(theirs, opt_theirs, lambda m, x: m(input_ids=x).logits, inputs, targets, autocast)
 

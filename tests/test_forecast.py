@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -302,3 +303,42 @@ def test_ladder_run_over_several_processes_matches_one(small_dataset, tmp_path):
     single = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert single["world_size"] == 1 and single["steps"] == split["steps"]
     assert abs(single["final_val_loss"] - split["final_val_loss"]) < 1e-4
+
+
+def test_ladder_plan_slurm_script_trains_a_run_and_bad_cluster_addresses_are_named(small_dataset, tmp_path):
+    out = tmp_path / "plan"
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "foresight", *map(str, args)], capture_output=True, text=True,
+                              cwd=REPO)
+
+    proc = cli("ladder", "plan", "configs/forecast-cpu.toml", "--out", out, "--slurm", *_mini_overrides(small_dataset))
+    assert proc.returncode == 0, proc.stderr
+    script = out / "slurm.sbatch"
+    text = script.read_text()
+    assert "#SBATCH --array=0-4" in text and "--resume" in text
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # The array task runs as written (bash reads the #SBATCH lines as comments): task 0 trains the first run ...
+    first = json.loads((out / "plan.json").read_text())["runs"][0]["name"]
+    task = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                          env={**os.environ, "SLURM_ARRAY_TASK_ID": "0", "SLURM_CPUS_PER_TASK": "1"})
+    assert task.returncode == 0, task.stderr + (out / "runs" / first / "train.log").read_text()[-2000:]
+    summary = json.loads((out / "runs" / first / "summary.json").read_text())
+    assert summary["steps"] == json.loads((out / "plan.json").read_text())["runs"][0]["steps"]
+    # a process count the runs' batches cannot be split over is refused, by `ladder run` and by `plan --slurm`
+    status = cli("ladder", "run", out, "--procs-per-run", "3")
+    assert status.returncode == 2 and "ladder.batch_multiple=3" in status.stderr
+    refused = cli("ladder", "plan", "configs/forecast-cpu.toml", "--out", tmp_path / "p3", "--slurm",
+                  "--procs-per-run", "3", *_mini_overrides(small_dataset))
+    assert refused.returncode == 2 and "ladder.batch_multiple=3" in refused.stderr and "Traceback" not in refused.stderr
+
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        import socket
+
+        with socket.socket() as s:  # a loopback port with nothing listening
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        bad = cli("ladder", "run", out, "--ray", f"127.0.0.1:{port}")
+        assert bad.returncode == 2 and "no Ray cluster answers there" in bad.stderr and "Traceback" not in bad.stderr

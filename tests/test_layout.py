@@ -10,7 +10,7 @@ import foresight
 
 # Lowest first. A module may import from its own level or any level below it.
 LEVELS = [
-    {"errors", "cli_args", "files", "runtime", "processes"},
+    {"errors", "cli_args", "files", "runtime", "processes", "ray_jobs"},
     {"model"},
     {"data"},
     {"config"},

@@ -160,13 +160,14 @@ def samples_for(cc, compute: float, largest: float) -> int:
 
 
 def measure_models(models: list[tuple[str, Path]], out_dir: Path, cc, jobs: int = 0, say=print,
-                   samples: dict[str, int] | None = None) -> list[dict]:
+                   samples: dict[str, int] | None = None, ray: str | None = None) -> list[dict]:
     """Pass rates of each (name, run directory), as OUT_DIR/<name>.json, in that order; `samples` overrides
     cc.samples per model name.
 
     Resumable: a model whose file exists is not measured again. Each model is measured in its own process, `jobs`
     at a time (0: one per core), as the ladder is trained: sampling is single-threaded work on small matrices, so
-    two models at once beat one model on two threads."""
+    two models at once beat one model on two threads. With `ray` (a cluster address), each model is a Ray task
+    of one CPU instead (foresight/ray_jobs.py)."""
     from foresight.config import config_to_dict
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,8 +182,13 @@ def measure_models(models: list[tuple[str, Path]], out_dir: Path, cc, jobs: int 
     def done(name: str, started: float) -> None:
         say(f"  {name}: {pass_rate_summary(json.loads((out_dir / f'{name}.json').read_text()))}")
 
-    failures = run_jobs([(name, command(name, model_dir), out_dir / f"{name}.log") for name, model_dir in pending],
-                        jobs, done, say)
+    work = [(name, command(name, model_dir), out_dir / f"{name}.log") for name, model_dir in pending]
+    if ray:
+        from foresight.ray_jobs import run_jobs_on_ray
+
+        failures = run_jobs_on_ray(work, ray, done, say)
+    else:
+        failures = run_jobs(work, jobs, done, say)
     if failures:
         raise ForesightError(f"measuring pass rates failed for {len(failures)} model(s) (see their .log in {out_dir}): "
                              + "; ".join(failures))

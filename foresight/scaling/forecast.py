@@ -159,8 +159,10 @@ def capabilities_entry(caps_fit: dict, target_cfg_path: Path, pass_rate_files: l
 
 
 def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int = 0,
-             procs_per_run: int = 1, sign_key: Path | None = None) -> dict:
-    """Run (or resume) the forecast in `out`; `sign_key` (an ed25519 key file) signs the ledger entries it adds."""
+             procs_per_run: int = 1, sign_key: Path | None = None, ray: str | None = None) -> dict:
+    """Run (or resume) the forecast in `out`; `sign_key` (an ed25519 key file) signs the ledger entries it adds;
+    `ray` (a Ray cluster's address) runs the ladder's runs and the pass-rate measurements as Ray tasks (the
+    target trains here)."""
     from foresight.scaling.ladder import load_forecast_config
     from foresight.scaling.ledger import load_signing_key
 
@@ -196,7 +198,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     # Ladder.
     ladder_done = all((out / "runs" / r["name"] / "summary.json").is_file() for r in plan["runs"])
     stage("train the ladder", ladder_done)
-    summaries = run_ladder(out, jobs=jobs, say=_say, procs_per_run=procs_per_run)
+    summaries = run_ladder(out, jobs=jobs, say=_say, procs_per_run=procs_per_run, ray=ray)
 
     # Fit.
     from foresight.scaling.laws import get_law
@@ -212,7 +214,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
 
     # Capabilities: the ladder's pass rates and the fit (before anything is registered or the target starts).
     if cc is not None:
-        caps_fit = _capabilities_before_target(out, fc, plan, summaries, c_target, stage, jobs)
+        caps_fit = _capabilities_before_target(out, fc, plan, summaries, c_target, stage, jobs, ray)
 
     # Register the prediction(s) before the target run starts.
     registered_caps = out / "capabilities" / "prediction.json"
@@ -241,7 +243,7 @@ def forecast(config_path: Path, out: Path, overrides: list[str] = (), jobs: int 
     if not target_done:
         kind.train_run(target_cfg_path, target_dir)
     actual = json.loads((target_dir / "summary.json").read_text())
-    caps_result = _capabilities_after_target(out, fc, caps_fit, stage, jobs) if cc is not None else None
+    caps_result = _capabilities_after_target(out, fc, caps_fit, stage, jobs, ray) if cc is not None else None
 
     # Verdict, figure, report.
     stage("verdict and report", False)
@@ -311,7 +313,7 @@ def _check_corpus_has_exercises(fc: ForecastConfig) -> None:
 
 
 def _capabilities_before_target(out: Path, fc: ForecastConfig, plan: dict, summaries: list[dict], c_target: float,
-                                stage, jobs: int) -> dict:
+                                stage, jobs: int, ray: str | None = None) -> dict:
     """Measure the ladder's pass rates and fit the capability law; returns the fit (or {"error": why})."""
     from foresight.scaling.capabilities import fit_capabilities, measure_models, samples_for
 
@@ -325,7 +327,8 @@ def _capabilities_before_target(out: Path, fc: ForecastConfig, plan: dict, summa
         f"{samples[names[0]]} (smallest run) to {samples[names[-1]]}"
     stage(f"measure the ladder's pass rates ({len(cc.levels) * cc.problems_per_level} held-out exercises x "
           f"{drawn} samples)", done)
-    measured = measure_models([(n, out / "runs" / n) for n in names], caps / "ladder", cc, jobs, _say, samples)
+    measured = measure_models([(n, out / "runs" / n) for n in names], caps / "ladder", cc, jobs, _say, samples,
+                              ray=ray)
     for m, s in zip(measured, summaries):
         m["compute"] = s["flops"]
 
@@ -374,7 +377,8 @@ def _ledger_head(loss_record: dict, caps_prediction: Path | None) -> str:
     return loss_record["sha256"]
 
 
-def _capabilities_after_target(out: Path, fc: ForecastConfig, caps_fit: dict, stage, jobs: int) -> dict:
+def _capabilities_after_target(out: Path, fc: ForecastConfig, caps_fit: dict, stage, jobs: int,
+                               ray: str | None = None) -> dict:
     """Measure the target's pass rates and compare them with the registered prediction."""
     from foresight.scaling.capabilities import judge_capabilities, measure_models
 
@@ -384,7 +388,7 @@ def _capabilities_after_target(out: Path, fc: ForecastConfig, caps_fit: dict, st
     hindsight_files = [caps / "hindsight" / f"{n}.json" for n in names]
     stage("measure the target's pass rates, and every model's Hindsight Neglect accuracy",
           (caps / "target" / "target.json").is_file() and all(p.is_file() for p in hindsight_files))
-    (target,) = measure_models([("target", out / "target")], caps / "target", cc, jobs, _say)
+    (target,) = measure_models([("target", out / "target")], caps / "target", cc, jobs, _say, ray=ray)
     hindsight = _hindsight(out, names, hindsight_files)
     registered = json.loads((caps / "prediction.json").read_text())
     ladder = [json.loads(p.read_text()) for p in sorted((caps / "ladder").glob("*.json"))]

@@ -15,6 +15,7 @@ import copy
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -402,7 +403,7 @@ def run_status(out: Path, name: str) -> str:
     return "partial" if (run / "checkpoints").is_dir() else "pending"
 
 
-def _train_command(config: Path, run: Path, threads: int, procs: int = 1, command: tuple[str, ...] = ("train",)
+def _train_command(config: Path, run: Path, threads: int | str, procs: int = 1, command: tuple[str, ...] = ("train",)
                    ) -> list[str]:
     """`foresight train` (or `command`, e.g. vlm train) for one ladder run; with procs > 1, one torchrun job of
     that many data-parallel processes."""
@@ -410,6 +411,49 @@ def _train_command(config: Path, run: Path, threads: int, procs: int = 1, comman
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
     return [*launcher, "-m", "foresight", *command, str(config), "--out", str(run), "--resume", "--no-progress",
             "--set", f"train.threads={threads}"]
+
+
+def write_slurm_script(out: Path, procs_per_run: int = 1) -> Path:
+    """DIR/slurm.sbatch: a Slurm array job, one task per ladder run, each the command `run_ladder` runs locally
+    (`--resume`, so a requeued or resubmitted task continues from its checkpoint, and a finished run returns at
+    once). A template: the #SBATCH lines for partition, account, time and GPUs are the site's to fill in."""
+    plan = load_plan(out)
+    kind = ladder_kind(plan.get("modality", "text"))
+    names = [r["name"] for r in plan["runs"]]
+    device = load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device
+    argv = _train_command(Path("@CONFIG@"), Path("@RUN@"), "@THREADS@", procs_per_run, kind.command)  # type: ignore
+    command = (shlex.join(argv).replace("@CONFIG@", '"$DIR/configs/$NAME.toml"').replace("@RUN@", '"$DIR/runs/$NAME"')
+               .replace("@THREADS@", "${SLURM_CPUS_PER_TASK:-1}"))
+    _check_split(plan, names, procs_per_run, [])
+    gpu_line = (f"# one GPU per process (train.device = {device!r}; on CPU-only nodes, comment out the next line)\n"
+                f"#SBATCH --gpus-per-task={procs_per_run}" if device != "cpu" else "##SBATCH --gpus-per-task=1")
+    script = f"""#!/usr/bin/env bash
+# The {len(names)} runs of the ladder in {out.resolve()}, as a Slurm array job (written by `foresight ladder plan
+# --slurm`). Fill in the site's lines, then: sbatch {out.resolve() / 'slurm.sbatch'}
+# Every task resumes its run from its last checkpoint, so resubmitting the script (or --requeue) continues the
+# ladder; finished runs return at once. When every run has a summary.json, `foresight forecast` on the same --out
+# fits, registers and trains the target without retraining them.
+#SBATCH --job-name=foresight-ladder
+#SBATCH --array=0-{len(names) - 1}
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task={procs_per_run}
+{gpu_line}
+#SBATCH --output={out.resolve()}/runs/slurm-%A_%a.log
+#SBATCH --requeue
+##SBATCH --partition=PARTITION
+##SBATCH --account=ACCOUNT
+##SBATCH --time=04:00:00
+set -euo pipefail
+DIR={shlex.quote(str(out.resolve()))}
+RUNS=({" ".join(names)})
+NAME="${{RUNS[$SLURM_ARRAY_TASK_ID]}}"
+mkdir -p "$DIR/runs/$NAME"
+{command} >> "$DIR/runs/$NAME/train.log" 2>&1
+"""
+    path = out / "slurm.sbatch"
+    atomic_write_text(path, script)
+    path.chmod(0o755)
+    return path
 
 
 def ladder_gpus(device: str) -> list[str]:
@@ -434,7 +478,7 @@ def gpu_slot_env(gpus: list[str], per_job: int = 1):
                                                           for i in range(per_job))}
 
 
-def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1) -> list[dict]:
+def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1, ray: str | None = None) -> list[dict]:
     """Train every ladder run that has no summary yet (resuming partial ones), `jobs` at a time, largest first so
     the long runs start early. Returns the summaries in plan order.
 
@@ -446,20 +490,18 @@ def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1) -> l
 
     procs_per_run > 1 trains each run as one torchrun job of that many data-parallel processes (one GPU each on
     GPUs, and jobs=0 then means as many runs at once as there are groups of that many GPUs). Every pending run's
-    batch must divide by it: plan with ladder.batch_multiple set to it."""
+    batch must divide by it: plan with ladder.batch_multiple set to it.
+
+    With `ray` (a cluster address, or "auto"), each run is a Ray task instead (foresight/ray_jobs.py): one thread
+    and one CPU per process, one GPU per process when the runs train on GPUs and the cluster has them; Ray decides
+    how many run at once and retries a run whose worker dies, which then resumes from its checkpoint."""
     plan = load_plan(out)
     kind = ladder_kind(plan.get("modality", "text"))
     names = [r["name"] for r in plan["runs"]]
-    gpus = ladder_gpus(load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device)
+    device = load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device
+    gpus = [] if ray else ladder_gpus(device)
     pending = [n for n in names if run_status(out, n) != "done"]
     _check_split(plan, pending, procs_per_run, gpus)
-    jobs = jobs or len(gpus) // procs_per_run or max(1, (os.cpu_count() or 1) // procs_per_run)
-    if pending:
-        on = f" on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else ""
-        split = f", each over {procs_per_run} processes" if procs_per_run > 1 else ""
-        say(f"ladder: {len(names) - len(pending)} of {len(names)} runs done; training {len(pending)} "
-            f"({jobs} at a time{on}{split})")
-    threads = max(1, (os.cpu_count() or 1) // (jobs * procs_per_run))
     queue = sorted(pending, key=lambda n: -next(r["compute"] for r in plan["runs"] if r["name"] == n))
 
     def done(name: str, started: float) -> None:
@@ -467,10 +509,31 @@ def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1) -> l
         say(f"  {name}: {s['flops']:.2e} FLOPs, {s['params']:,} params, {s['tokens']:,} tokens -> "
             f"val loss {s['final_val_loss']:.4f} ({time.time() - started:.0f}s)")
 
-    failures = run_jobs([(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads, procs_per_run,
-                                            kind.command),
-                          out / "runs" / n / "train.log") for n in queue], jobs, done, say, log_mode="a",
-                        slot_env=gpu_slot_env(gpus, procs_per_run))
+    def commands(threads: int) -> list[tuple[str, list[str], Path]]:
+        return [(n, _train_command(out / "configs" / f"{n}.toml", out / "runs" / n, threads, procs_per_run,
+                                   kind.command), out / "runs" / n / "train.log") for n in queue]
+
+    split = f", each over {procs_per_run} processes" if procs_per_run > 1 else ""
+    if ray:
+        from foresight import ray_jobs
+
+        ray_jobs.connect(ray)
+        per_run_gpus = procs_per_run if device != "cpu" and ray_jobs.cluster_gpus() else 0
+        if pending:
+            say(f"ladder: {len(names) - len(pending)} of {len(names)} runs done; training {len(pending)} as Ray "
+                f"tasks ({procs_per_run} CPU{'s' if procs_per_run > 1 else ''}"
+                f"{f' and {per_run_gpus} GPU(s)' if per_run_gpus else ''} each{split})")
+        failures = ray_jobs.run_jobs_on_ray(commands(1), ray, done, say, log_mode="a", cpus=procs_per_run,
+                                            gpus=per_run_gpus)
+    else:
+        jobs = jobs or len(gpus) // procs_per_run or max(1, (os.cpu_count() or 1) // procs_per_run)
+        if pending:
+            on = f" on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}" if gpus else ""
+            say(f"ladder: {len(names) - len(pending)} of {len(names)} runs done; training {len(pending)} "
+                f"({jobs} at a time{on}{split})")
+        threads = max(1, (os.cpu_count() or 1) // (jobs * procs_per_run))
+        failures = run_jobs(commands(threads), jobs, done, say, log_mode="a",
+                            slot_env=gpu_slot_env(gpus, procs_per_run))
     if failures:
         raise ForesightError(f"{len(failures)} ladder run(s) failed (see their train.log): " + "; ".join(failures))
     return [json.loads((out / "runs" / n / "summary.json").read_text()) for n in names]

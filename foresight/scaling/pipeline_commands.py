@@ -17,6 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="a forecast config, e.g. configs/forecast-cpu.toml")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--slurm", action="store_true",
+                   help="also write DIR/slurm.sbatch, a Slurm array job with one task per run (a template: fill in "
+                        "partition, account and time, then sbatch it)")
+    _procs_argument(p)
     p.set_defaults(func=_plan)
     r = lsub.add_parser("run", help="train the ladder's pending runs (resumable)")
     r.add_argument("dir", type=Path, help="a directory written by `foresight ladder plan`")
@@ -24,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="runs trained at once, cores split between them (default: one per core; on GPUs, one per "
                         "GPU, each given its own)")
     _procs_argument(r)
+    _ray_argument(r)
     r.set_defaults(func=_run)
     ladder.set_defaults(func=lambda args: ladder.print_help())
 
@@ -39,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--jobs", type=int_in(0, 4096), default=0,
                    help="ladder runs trained at once (default: one per core; one per GPU on GPUs)")
     _procs_argument(f)
+    _ray_argument(f)
     f.add_argument("--sign-key", type=Path, metavar="KEY",
                    help="sign the ledger entries this forecast registers with an ed25519 key from `foresight "
                         "ledger keygen`; check them with `foresight ledger verify --public-key KEY.pub`")
@@ -49,6 +55,13 @@ def _procs_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--procs-per-run", type=int_in(1, 4096), default=1, metavar="K",
                         help="train each ladder run as one torchrun job of K data-parallel processes (one GPU each "
                              "on GPUs); K must divide every run's batch: plan with --set ladder.batch_multiple=K")
+
+
+def _ray_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray", nargs="?", const="auto", default=None, metavar="ADDRESS",
+                        help="run each ladder run (and pass-rate measurement) as a task on the Ray cluster at "
+                             "ADDRESS (default: auto, the cluster `ray start` began on this machine); a run whose "
+                             "worker dies is retried and resumes from its checkpoint. Needs pip install -e '.[ray]'")
 
 
 def _plan(args) -> int:
@@ -63,13 +76,17 @@ def _plan(args) -> int:
               f"batch {r['batch_size']}, {r['steps']} steps")
     print(f"target {plan['target_compute']:.2e} FLOPs ({plan['extrapolation']:.0f}x the largest run); "
           f"wrote {args.out / 'plan.json'}")
+    if args.slurm:
+        from foresight.scaling.ladder import write_slurm_script
+
+        print(f"wrote {write_slurm_script(args.out, args.procs_per_run)} (fill in its #SBATCH lines, then sbatch it)")
     return 0
 
 
 def _run(args) -> int:
     from foresight.scaling.ladder import run_ladder
 
-    run_ladder(args.dir, jobs=args.jobs, procs_per_run=args.procs_per_run)
+    run_ladder(args.dir, jobs=args.jobs, procs_per_run=args.procs_per_run, ray=args.ray)
     return 0
 
 
@@ -77,5 +94,5 @@ def _forecast(args) -> int:
     from foresight.scaling.forecast import forecast
 
     forecast(Path(args.config), args.out, args.overrides, jobs=args.jobs,
-             procs_per_run=args.procs_per_run, sign_key=args.sign_key)
+             procs_per_run=args.procs_per_run, sign_key=args.sign_key, ray=args.ray)
     return 0
