@@ -188,9 +188,9 @@ def _grading_turn(rubric: Rubric, tokenizer, prompt: str, response: str, room: i
 def grading_states(rubric: Rubric, model, tokenizer, prompts: list[str], responses: list[str],
                    batch: int = 16) -> torch.Tensor:
     """The grader's final-norm hidden state [N, d] at the last token of each grading turn, `batch` right-padded
-    rows at a time (the reward model's layout: `rm.pad_rows`, `rm.side_hidden_states`), rows of similar lengths
-    together."""
-    from foresight.align.rm import pad_rows, side_hidden_states
+    rows at a time (the reward model's layout: `packing.pad_rows`, `packing.side_hidden_states`), rows of similar
+    lengths together."""
+    from foresight.align.packing import pad_rows, side_hidden_states
 
     rows = [_grading_turn(rubric, tokenizer, p, r, model.cfg.max_seq_len) for p, r in zip(prompts, responses)]
     device = next(model.parameters()).device

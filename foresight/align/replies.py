@@ -1,8 +1,8 @@
 """Prompt + reply sequences laid out in rows, and a language model's log-probabilities of the reply tokens: what
 DPO (pairs of replies) and PPO (sampled replies, with values) both compute.
 
-Sequences are laid out as the reward model lays out its pairs (`rm.pad_rows`: one right-padded row each, or
-`rm.pack_rows`: packed, each attending only to itself), and each sequence says where its reply starts. Only the
+Sequences are laid out as the reward model lays out its pairs (`packing.pad_rows`: one right-padded row each, or
+`packing.pack_rows`: packed, each attending only to itself), and each sequence says where its reply starts. Only the
 positions that predict a reply token are read: position (rows[k], cols[k]) predicts targets[k], the token at
 offset[k] of sequence seq[k]'s reply. The output head runs on those positions alone.
 """
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from foresight.align.rm import Pair, Sides, pack_rows, pad_rows, side_hidden_states
+from foresight.align.packing import Sides, pack_rows, pad_rows, side_hidden_states
+from foresight.align.rm import Pair
 
 
 @dataclass

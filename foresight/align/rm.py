@@ -30,7 +30,7 @@ from torch import nn
 
 from foresight.align import run as align_run
 from foresight.align.config import RMConfig
-from foresight.align.packing import document_mask, first_fit
+from foresight.align.packing import Sides, pack_rows, pad_rows, side_hidden_states
 from foresight.errors import ForesightError
 from foresight.files import atomic_write_text
 from foresight.train.distributed import DistInfo, micro_batches
@@ -63,30 +63,6 @@ class RewardModel(nn.Module):
 
 
 @dataclass
-class Sides:
-    """Token sequences laid out in rows [R, T], and where each sequence's last token is (last_row[i], last_col[i]).
-    Padded rows hold one sequence each and need no mask (documents None); packed rows carry each position's
-    sequence number (-1 = padding) and position within it."""
-    tokens: torch.Tensor
-    last_row: torch.Tensor
-    last_col: torch.Tensor
-    positions: torch.Tensor | None = None
-    documents: torch.Tensor | None = None
-
-    def to(self, device) -> "Sides":
-        return Sides(*(None if t is None else t.to(device, non_blocking=True)
-                       for t in (self.tokens, self.last_row, self.last_col, self.positions, self.documents)))
-
-
-def side_hidden_states(lm: nn.Module, sides: "Sides") -> torch.Tensor:
-    """The language model's final-norm hidden states [R, T, d] over rows laid out by pad_rows or pack_rows (packed
-    sequences each attend only to themselves, from position 0)."""
-    if sides.documents is None:
-        return lm.hidden_states(sides.tokens)
-    return lm.hidden_states(sides.tokens, positions=sides.positions, attn_mask=document_mask(sides.documents))
-
-
-@dataclass
 class Pair:
     chosen: list[int]
     rejected: list[int]
@@ -106,37 +82,6 @@ def tokenize_pairs(tokenizer, records: list[dict], max_len: int) -> tuple[list[P
         else:
             pairs.append(Pair(chosen, rejected, r.get("source", "unknown"), start))
     return pairs, too_long
-
-
-def pad_rows(seqs: list[list[int]]) -> Sides:
-    """One right-padded row per sequence (padding id 0)."""
-    longest = max(len(s) for s in seqs)
-    tokens = torch.zeros(len(seqs), longest, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        tokens[i, :len(s)] = torch.tensor(s)
-    return Sides(tokens, torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs]))
-
-
-def pack_rows(seqs: list[list[int]], row_len: int) -> Sides:
-    """The sequences packed into rows of max(row_len, longest) tokens, first fit, longest first."""
-    lengths = [len(s) for s in seqs]
-    row_len = max(row_len, max(lengths))
-    bins = first_fit(lengths, row_len, sorted(range(len(seqs)), key=lambda i: -lengths[i]))
-    tokens = torch.zeros(len(bins), row_len, dtype=torch.long)
-    positions = torch.zeros(len(bins), row_len, dtype=torch.long)
-    documents = torch.full((len(bins), row_len), -1, dtype=torch.long)
-    last_row = torch.zeros(len(seqs), dtype=torch.long)
-    last_col = torch.zeros(len(seqs), dtype=torch.long)
-    for r, members in enumerate(bins):
-        at = 0
-        for i in members:
-            n = lengths[i]
-            tokens[r, at:at + n] = torch.tensor(seqs[i])
-            positions[r, at:at + n] = torch.arange(n)
-            documents[r, at:at + n] = i
-            last_row[i], last_col[i] = r, at + n - 1
-            at += n
-    return Sides(tokens, last_row, last_col, positions, documents)
 
 
 def pair_batch(pairs: list[Pair], row_len: int = 0) -> Sides:
