@@ -5,17 +5,14 @@ Each job is one Ray task with its CPU and GPU request; the task runs the job's c
 and writes its log where the local pool would (so the nodes must share the run directory's file system and the
 Python environment: the usual set-up of a cluster with a shared home). Jobs are resumable commands (`foresight
 train ... --resume`), so a task whose worker dies (a node lost, a process killed) is retried by Ray and the run
-continues from its last checkpoint. The command's process is tied to the worker (it is killed with it), so a
-retry never races an orphaned copy of itself.
+continues from its last checkpoint. The command is tied to the worker: when the worker dies the kernel sends it
+SIGTERM (`setpriv --pdeathsig`), on which torchrun stops its ranks too, so a retry never races an orphaned copy.
 
-Ray is an optional dependency (`pip install -e ".[ray]"`). Ray 2.60 binds to the machine's external address
-unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is set for both `ray start` and the driver; the driver sets it for
-itself (docs/cluster.md).
+Ray is an optional dependency (`pip install -e ".[ray]"`); docs/cluster.md says how to start a cluster.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,18 +23,17 @@ RETRIES = 3  # times a task whose worker died is run again (each run resumes fro
 
 
 def _run_command(argv: list[str], log_path: str, log_mode: str) -> int:
-    """The body of each Ray task: run `argv` with its output in `log_path`, dying with this worker."""
-    import ctypes
-    import signal
+    """The body of each Ray task: run `argv` with its output in `log_path`, stopped if this worker dies."""
+    import shutil
     import subprocess
 
-    def die_with_worker() -> None:  # PR_SET_PDEATHSIG: the kernel kills the command when its worker exits
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
-
+    # SIGTERM, not SIGKILL: torchrun (--procs-per-run > 1) starts its ranks in sessions of their own and stops
+    # them on SIGTERM, while a SIGKILLed torchrun would leave them running.
+    setpriv = shutil.which("setpriv")
+    tied = [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, log_mode) as log:
-        return subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT,
-                              preexec_fn=die_with_worker if os.name == "posix" else None).returncode
+        return subprocess.run(tied, stdout=log, stderr=subprocess.STDOUT).returncode
 
 
 def connect(address: str) -> None:
@@ -47,7 +43,6 @@ def connect(address: str) -> None:
     except ImportError:
         raise ForesightError('--ray needs Ray: pip install -e ".[ray]" (then `ray start --head` on one machine '
                              'and `ray start --address HEAD:6379` on the others)') from None
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     if ray.is_initialized():
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
@@ -80,6 +75,12 @@ def run_jobs_on_ray(jobs: list[tuple[str, list[str], Path]], address: str, on_su
     import ray
 
     connect(address)
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        # Ray would queue such a task forever
+        have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "no live node"
+        raise ForesightError(f"each job needs {cpus:g} CPU(s) and {gpus:g} GPU(s) on one node, and no node of the "
+                             f"Ray cluster at {address!r} has that ({have}); lower --procs-per-run")
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_run_command)
     started = time.time()
     refs = {task.remote(argv, str(log_path), log_mode): (name, log_path) for name, argv, log_path in jobs}
@@ -90,8 +91,12 @@ def run_jobs_on_ray(jobs: list[tuple[str, list[str], Path]], address: str, on_su
             name, log_path = refs.pop(ref)
             try:
                 code = ray.get(ref)
-            except ray.exceptions.RayError as e:  # the worker died more than `retries` times, or Ray failed
-                failures.append(f"{name}: {type(e).__name__} after {retries} retries")
+            except ray.exceptions.WorkerCrashedError:
+                failures.append(f"{name}: its worker died {retries + 1} times")
+                say(f"  {name} failed: {failures[-1]}")
+                continue
+            except ray.exceptions.RayError as e:
+                failures.append(f"{name}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
                 say(f"  {name} failed: {failures[-1]}")
                 continue
             if code != 0:

@@ -317,6 +317,7 @@ def test_ladder_plan_slurm_script_trains_a_run_and_bad_cluster_addresses_are_nam
     script = out / "slurm.sbatch"
     text = script.read_text()
     assert "#SBATCH --array=0-4" in text and "--resume" in text
+    assert (out / "runs").is_dir()  # where its --output goes: Slurm creates no directories
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     # The array task runs as written (bash reads the #SBATCH lines as comments): task 0 trains the first run ...
     first = json.loads((out / "plan.json").read_text())["runs"][0]["name"]

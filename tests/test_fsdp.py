@@ -78,6 +78,16 @@ def test_two_fsdp_ranks_match_one_process_and_resume_on_one(small_dataset, one_p
     assert summary(resumed)["world_size"] == 1
     assert_same_run(two, resumed, tol=1e-5)
 
+    # And the other way: saved by 1 process at step 10, resumed by 2.
+    grown = tmp_path / "grown"
+    shutil.copytree(one_process, grown)
+    shutil.rmtree(grown / "checkpoints" / "step_00000020")
+    (grown / "checkpoints" / "latest").write_text("step_00000010\n")
+    proc = torchrun(grown, fsdp_args(small_dataset), resume=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert summary(grown)["world_size"] == 2
+    assert_same_run(one_process, grown, tol=1e-5)
+
     # The finished run's weights load like any run's.
     from foresight.weights.load import load_model
 
@@ -85,12 +95,22 @@ def test_two_fsdp_ranks_match_one_process_and_resume_on_one(small_dataset, one_p
     assert loaded.model.num_params() == summary(two)["params"]
 
 
-def test_fsdp_with_activation_checkpointing_and_accumulation_matches(small_dataset, one_process, tmp_path):
+def test_fsdp_with_tied_embeddings_activation_checkpointing_and_accumulation_matches(small_dataset, tmp_path):
+    """SmolLM2's shape: the embedding and the head share one weight (standard parametrization: muP unties them),
+    which must live in one FSDP unit; two micro-batches per step, blocks recomputed in the backward pass."""
+    tied = {"model.tie_embeddings": "true", "model.parametrization": '"sp"'}
+    one = tmp_path / "one"
+    proc = foresight("train", "configs/tiny.toml", "--out", one, "--no-progress", *fsdp_args(small_dataset, **tied))
+    assert proc.returncode == 0, proc.stderr
     out = tmp_path / "ac"
-    proc = torchrun(out, fsdp_args(small_dataset, **{"train.activation_checkpointing": "true",
-                                                     "train.micro_batch_size": 2}))
+    proc = torchrun(out, fsdp_args(small_dataset, **tied, **{"train.activation_checkpointing": "true",
+                                                             "train.micro_batch_size": 2}))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert_same_run(one_process, out)
+    assert_same_run(one, out)
+    from foresight.weights.load import load_model
+
+    model = load_model(str(out)).model
+    assert model.lm_head.weight is model.embed.weight
 
 
 def test_fsdp_bf16_mixed_precision_and_compiled_blocks(small_dataset, one_process, tmp_path):
@@ -116,16 +136,25 @@ def test_fsdp_refused_where_it_cannot_shard(tmp_path):
     assert proc.returncode == 2 and "train.parallel" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_interrupted_sharded_save_is_skipped(small_dataset, one_process, tmp_path):
-    """A sharded checkpoint without its index (a save cut short) is named and the one before it used."""
+def test_truncated_shard_is_named_and_the_checkpoint_before_used(small_dataset, one_process, tmp_path):
     from foresight.errors import ForesightError
     from foresight.train import checkpoint as ckpt
 
     run = tmp_path / "run"
     shutil.copytree(one_process, run)
     newest = run / "checkpoints" / "step_00000020"
-    (newest / "sharded" / ".metadata").unlink()
-    with pytest.raises(ForesightError, match=r"step_00000020/sharded has no \.metadata"):
+    shard = next((newest / "sharded").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with pytest.raises(ForesightError, match=r"shard .*step_00000020/sharded/__0_0\.distcp is truncated"):
         ckpt.load_checkpoint(newest)
     loaded = ckpt.load_latest(run / "checkpoints", warn=False)
     assert loaded.directory.name == "step_00000010" and loaded.sharded
+    (newest / "sharded" / ".metadata").unlink()
+    with pytest.raises(ForesightError, match=r"has no \.metadata"):
+        ckpt.load_checkpoint(newest)
+    # resuming from the damaged run goes back to step 10 and finishes as the undamaged run did
+    proc = foresight("train", "configs/tiny.toml", "--out", run, "--resume", "--no-progress",
+                     *fsdp_args(small_dataset))
+    assert proc.returncode == 0, proc.stderr
+    assert "skipping checkpoint step_00000020" in proc.stderr and "step 10 of 20" in proc.stdout
+    assert_same_run(one_process, run, tol=1e-5)

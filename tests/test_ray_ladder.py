@@ -108,10 +108,21 @@ def test_ray_ladder_survives_a_killed_worker_and_matches_the_local_pool(small_da
                     worker, title = parent(pid)
                     if "ray" in title:
                         os.kill(worker, signal.SIGKILL)
-                        killed = worker
+                        killed = pid
                         break
             time.sleep(0.2)
         assert killed, "never caught the largest run between its first checkpoint and its end"
+        # the training process dies with its worker (else Ray's retry would race it on the same run directory)
+        def gone() -> bool:
+            try:
+                return " Z " in Path(f"/proc/{killed}/stat").read_text()  # exited, not yet reaped
+            except OSError:
+                return True
+
+        deadline = time.time() + 20
+        while not gone() and time.time() < deadline:
+            time.sleep(0.2)
+        assert gone(), "the killed worker's training process outlived it"
         output, _ = driver.communicate(timeout=600)
     finally:
         if driver.poll() is None:

@@ -101,10 +101,13 @@ def no_token_budget(train: TrainConfig, section: str) -> None:
     for key in ("tokens", "flops", "tokens_per_param"):
         if getattr(train, key):
             raise ValueError(f"train.{key} is for pre-training; set {section}.epochs or {section}.steps instead")
+    # these trainers wrap the language model in loss, value or vision modules; sharding or checkpointing their
+    # blocks from outside is not built
     if train.parallel != "ddp":
-        # these trainers wrap the language model in loss, value or vision modules; sharding them is not built
         raise ValueError(f"train.parallel = {train.parallel!r} is for pre-training (foresight train); {section} runs "
                          f"use 'ddp'")
+    if train.activation_checkpointing:
+        raise ValueError(f"train.activation_checkpointing is for pre-training (foresight train), not {section} runs")
 
 
 @dataclass

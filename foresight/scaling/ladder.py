@@ -423,7 +423,7 @@ def write_slurm_script(out: Path, procs_per_run: int = 1) -> Path:
     device = load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device
     argv = _train_command(Path("@CONFIG@"), Path("@RUN@"), "@THREADS@", procs_per_run, kind.command)  # type: ignore
     command = (shlex.join(argv).replace("@CONFIG@", '"$DIR/configs/$NAME.toml"').replace("@RUN@", '"$DIR/runs/$NAME"')
-               .replace("@THREADS@", "${SLURM_CPUS_PER_TASK:-1}"))
+               .replace("@THREADS@", "$THREADS"))
     _check_split(plan, names, procs_per_run, [])
     gpu_line = (f"# one GPU per process (train.device = {device!r}; on CPU-only nodes, comment out the next line)\n"
                 f"#SBATCH --gpus-per-task={procs_per_run}" if device != "cpu" else "##SBATCH --gpus-per-task=1")
@@ -447,9 +447,12 @@ set -euo pipefail
 DIR={shlex.quote(str(out.resolve()))}
 RUNS=({" ".join(names)})
 NAME="${{RUNS[$SLURM_ARRAY_TASK_ID]}}"
+THREADS=$(( ${{SLURM_CPUS_PER_TASK:-{procs_per_run}}} / {procs_per_run} ))  # per process
+[ "$THREADS" -ge 1 ] || THREADS=1
 mkdir -p "$DIR/runs/$NAME"
 {command} >> "$DIR/runs/$NAME/train.log" 2>&1
 """
+    (out / "runs").mkdir(exist_ok=True)  # Slurm opens the --output file there and creates no directories
     path = out / "slurm.sbatch"
     atomic_write_text(path, script)
     path.chmod(0o755)

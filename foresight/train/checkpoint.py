@@ -63,24 +63,44 @@ def save_sharded_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, 
     main = not group or dist.get_rank() == 0
     final = ckpt_root / checkpoint_name(step)
     tmp = ckpt_root / f".tmp-{checkpoint_name(step)}"  # one name every process knows
-    if main:
+
+    def on_main(work) -> None:
+        """Run `work` on the first process and share its failure with all (so none waits at a barrier for it)."""
+        error = None
+        if main:
+            try:
+                work()
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}"
+        if group:
+            box = [error]
+            dist.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error:
+            raise ForesightError(f"saving checkpoint {final} failed on the first process: {error}")
+
+    def start() -> None:
         ckpt_root.mkdir(parents=True, exist_ok=True)
         for stray in ckpt_root.glob(".tmp-*"):
             shutil.rmtree(stray, ignore_errors=True)
         tmp.mkdir()
-    if group:
-        dist.barrier()
+
+    on_main(start)
+    if not tmp.is_dir():  # DCP would create it here, and these shards would never be published
+        raise ForesightError(f"{tmp} (made by the first process) is not visible to process {dist.get_rank()}: "
+                             f"sharded checkpoints need a file system every machine shares")
     model_state, optimizer_state = get_state_dict(model, optimizer)
     dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / SHARDED_DIR)
     whole = (get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
              if full_model else None)
-    if main:
+
+    def finish() -> None:
         if whole is not None:
             save_file(_dedupe_shared(whole), tmp / MODEL_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1))
         _publish(tmp, final, ckpt_root, keep)
-    if group:
-        dist.barrier()
+
+    on_main(finish)
     return final
 
 
@@ -97,6 +117,27 @@ def load_sharded(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.optim.
         raise ForesightError(f"cannot read sharded checkpoint {ckpt_dir / SHARDED_DIR}: {type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}") from None
     set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optimizer_state)
+
+
+def check_shards(sharded: Path) -> None:
+    """A sharded checkpoint's index is readable and every shard file it names holds the bytes it points to: a
+    missing or truncated shard is named here, so that `load_latest` falls back to the checkpoint before."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    if not (sharded / ".metadata").is_file():
+        raise ForesightError(f"sharded checkpoint {sharded} has no .metadata (an interrupted save)")
+    try:
+        metadata = FileSystemReader(str(sharded)).read_metadata()
+    except Exception as e:
+        raise ForesightError(f"cannot read {sharded / '.metadata'}: {type(e).__name__}: {e}") from None
+    needed: dict[str, int] = {}
+    for info in (metadata.storage_data or {}).values():
+        needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
+    for name, size in sorted(needed.items()):
+        path = sharded / name
+        have = path.stat().st_size if path.is_file() else -1
+        if have < size:
+            raise ForesightError(f"shard {path} is {'missing' if have < 0 else f'truncated ({have} of {size} bytes)'}")
 
 
 def _publish(tmp: Path, final: Path, ckpt_root: Path, keep: int) -> None:
@@ -161,8 +202,7 @@ def load_checkpoint(ckpt_dir: Path) -> Checkpoint:
     sharded = ckpt_dir / SHARDED_DIR
     model_state = optimizer_state = None
     if sharded.is_dir():
-        if not (sharded / ".metadata").is_file():
-            raise ForesightError(f"sharded checkpoint {sharded} has no .metadata (an interrupted save)")
+        check_shards(sharded)
     else:
         model_state = load_model_state(ckpt_dir)
         opt_path = ckpt_dir / OPTIMIZER_FILE

@@ -143,9 +143,11 @@ def train_loop(model: torch.nn.Module, make_optimizer: Callable[[torch.nn.Module
         for m in range(accum):
             inputs = batch(step, m)
             last_micro = m == accum - 1
-            with (contextlib.nullcontext() if last_micro else no_sync(wrapped)), autocast:
-                micro_loss = loss(forward, inputs) / accum
-            micro_loss.backward()
+            # the backward pass inside no_sync too: FSDP decides whether to reduce-scatter when it runs
+            with contextlib.nullcontext() if last_micro else no_sync(wrapped):
+                with autocast:
+                    micro_loss = loss(forward, inputs) / accum
+                micro_loss.backward()
             loss_sum += micro_loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         if isinstance(grad_norm, DTensor):  # FSDP: the norm over every shard

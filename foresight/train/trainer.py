@@ -55,13 +55,15 @@ def check_out_dir(out: Path, resume: bool, markers: tuple[str, ...] = RUN_MARKER
 
 
 def check_resume_config(out: Path, cfg, schema: type = RunConfig) -> None:
-    """Refuse --resume with a config that differs from the run's saved one (threads and device may change)."""
+    """Refuse --resume with a config that differs from the run's saved one (threads, device, compile and activation
+    checkpointing may change)."""
     saved_path = out / "config.toml"
     if not saved_path.is_file():
         return
     saved = config_to_dict(load_config(saved_path, schema))
     now = config_to_dict(cfg)
-    ignored = {("train", "threads"), ("train", "device")}
+    # what changes neither the numbers nor the checkpoints' layout
+    ignored = {("train", "threads"), ("train", "device"), ("train", "compile"), ("train", "activation_checkpointing")}
     diffs = []
     for sec, value in now.items():
         if not isinstance(value, dict):  # a top-level key (e.g. an align config's base model)

@@ -322,7 +322,10 @@ def load_run_weights(run_dir: Path) -> tuple[ModelConfig, dict[str, torch.Tensor
     cfg = load_config(run_dir / "config.toml").model
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
-        raise ForesightError(f"{run_dir / 'checkpoints'} holds no complete checkpoint yet")
+        sharded_only = any((run_dir / "checkpoints").glob("step_*/sharded"))
+        raise ForesightError(f"{run_dir / 'checkpoints'} holds no complete checkpoint yet" + (
+            " (an FSDP run writes its whole model only with its final checkpoint; its sharded ones are for "
+            "--resume)" if sharded_only else ""))
     state = load_model_state(ckpt)
     if cfg.vocab_size == 0 and "embed.weight" in state:  # "size it from the tokenizer", never resolved
         cfg.vocab_size = state["embed.weight"].shape[0]
