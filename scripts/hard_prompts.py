@@ -1,15 +1,16 @@
 """Keep the PPO prompts the starting model still gets wrong: a prompt file with headroom for the reward.
 
-    python scripts/hard_prompts.py CONFIG.toml --samples K --out PROMPTS.jsonl [--keep-solved N] [--limit N]
+    python scripts/hard_prompts.py CONFIG.toml --samples K --out PROMPTS.jsonl [--source SOURCE] [--keep-solved N]
+        [--limit N]
 
-Samples K replies to every training prompt of a PPO config (`prompts.source`, e.g. "behaviour_rl") from the
-config's `base` model, through the same engine, temperature, token budget and reward mix PPO would use, and writes
-the prompts where at least one sample scored below `--threshold` of the mix (a refusal of an allowed request, an
-answer to a disallowed one), plus `--keep-solved` prompts of each type that every sample got right (so the policy
-still sees what it already does well), as a `prompts.source` JSONL file with each prompt's sampled scores. Why: on
-prompts the starting model already answers as the rubric wants, the reward is near its ceiling and PPO's updates
-carry no signal (docs/align-rl.md); filtering prompts by the policy's own success rate is what dynamic sampling in
-GRPO-style trainers does online.
+Samples K replies to every training prompt of a PPO config (`prompts.source`, or --source, e.g.
+"behaviour_rl") from the config's `base` model, through the same engine, temperature, token budget and reward mix
+PPO would use, and writes the prompts where at least one sample scored below `--threshold` of the mix (a refusal
+of an allowed request, an answer to a disallowed one), plus `--keep-solved` prompts of each type that every sample
+got right (so the policy still sees what it already does well), as a `prompts.source` JSONL file with each
+prompt's sampled scores. Why: on prompts the starting model already answers as the rubric wants, the reward is
+near its ceiling and PPO's updates carry no signal (docs/align-rl.md); filtering prompts by the policy's own
+success rate is what dynamic sampling in GRPO-style trainers does online.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> int:
     p.add_argument("--keep-solved", type=int, default=0, help="prompts of each type with no failed sample to keep")
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts (0: all)")
     p.add_argument("--batch", type=int, default=24)
+    p.add_argument("--source", default=None, help="the prompts to filter (default: the config's prompts.source)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -42,7 +44,8 @@ def main() -> int:
     from foresight.align.ppo import generate, load_prompts, reward_mix
     from foresight.config import load_config
 
-    cfg = load_config(args.config, PPOConfig)
+    cfg = load_config(args.config, PPOConfig,
+                      overrides=[f"prompts.source={json.dumps(args.source)}"] if args.source else [])
     opts = cfg.ppo
     device = torch.device("cpu")
     loaded = align_run.load_base(cfg.base, device)

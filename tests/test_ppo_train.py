@@ -108,6 +108,13 @@ def test_prompt_files_are_read_line_by_line_with_errors_by_line(tmp_path):
     assert {p.ptype for p in rl} == {"allowed", "disallowed"} and len(rl) == 582
     assert [p.text for p in load_prompts(PPOPrompts(source="behaviour_rl"), "heldout")] == [
         p.text for p in load_prompts(PPOPrompts(source="behaviour"), "heldout")]
+    # a run trained on a file probes with the file, or with the built-in held-out requests if it says so
+    from foresight.align.ppo import probe_prompts
+
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"}], "type": "allowed"}) + "\n")
+    assert [p.text for p in probe_prompts(PPOPrompts(source=str(path)))] == ["Hi"]
+    assert [p.text for p in probe_prompts(PPOPrompts(source=str(path), probe_source="behaviour"))] == [
+        p.text for p in load_prompts(PPOPrompts(source="behaviour"), "heldout")]
 
 
 def test_advantages_whitened_or_kept_at_their_scale(tmp_path, reward_module):

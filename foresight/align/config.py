@@ -165,6 +165,9 @@ class PPOPrompts:
     source: str = "behaviour"
     # Held-out prompts answered greedily after every iteration: the refusal rates the logs show (0 = none).
     probe: int = 16
+    # Where the probe comes from: "" = the held-out split of `source` (a JSONL file: the file itself), or a source
+    # of its own, e.g. "behaviour" (the built-in held-out requests) for a run trained on a file.
+    probe_source: str = ""
 
 
 @dataclass

@@ -95,6 +95,11 @@ def load_prompts(cfg: PPOPrompts, split: str) -> list[Prompt]:
     return out
 
 
+def probe_prompts(cfg: PPOPrompts) -> list[Prompt]:
+    """The prompts the probe draws from: the held-out split of `prompts.probe_source`, or of `prompts.source`."""
+    return load_prompts(dataclasses.replace(cfg, source=cfg.probe_source or cfg.source), "heldout")
+
+
 class PolicyWithValue(nn.Module):
     """The policy language model and a value head on its final-norm hidden states; the KL coefficient as a buffer
     (so checkpoints carry the adaptive controller's state)."""
@@ -230,7 +235,7 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
     if not train_prompts:
         raise ForesightError(f"no prompt leaves room for {opts.max_new_tokens} new tokens in the model's context "
                              f"({lm.cfg.max_seq_len})")
-    probe = encoded(load_prompts(cfg.prompts, "heldout"))
+    probe = encoded(probe_prompts(cfg.prompts))
     probe = [probe[i] for i in np.random.default_rng([t.seed, 1]).permutation(len(probe))[:cfg.prompts.probe]]
     per_iteration = opts.updates_per_iteration
     steps = opts.iterations * per_iteration
