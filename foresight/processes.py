@@ -39,9 +39,15 @@ def run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int, on_success:
             free_slots.append(slot)
             free_slots.sort()
             if proc.returncode != 0:
-                tail = log_path.read_text().strip().splitlines()[-1:]
-                failures.append(f"{name}: {tail[0] if tail else 'exit ' + str(proc.returncode)}")
+                failures.append(failure(name, log_path, proc.returncode))
                 say(f"  {name} failed: {failures[-1]}")
             else:
                 on_success(name, started)
     return failures
+
+
+def failure(name: str, log_path: Path, returncode: int) -> str:
+    """A failed job's line for the caller's report: its name and the last line of its log (or its exit code, if it
+    logged nothing)."""
+    tail = log_path.read_text().strip().splitlines()[-1:] if log_path.is_file() else []
+    return f"{name}: {tail[0] if tail else 'exit ' + str(returncode)}"

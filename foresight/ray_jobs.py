@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from foresight.errors import ForesightError
+from foresight.processes import failure
 
 RETRIES = 3  # times a task whose worker died is run again (each run resumes from the job's last checkpoint)
 
@@ -100,8 +101,7 @@ def run_jobs_on_ray(jobs: list[tuple[str, list[str], Path]], address: str, on_su
                 say(f"  {name} failed: {failures[-1]}")
                 continue
             if code != 0:
-                tail = Path(log_path).read_text().strip().splitlines()[-1:] if Path(log_path).is_file() else []
-                failures.append(f"{name}: {tail[0] if tail else 'exit ' + str(code)}")
+                failures.append(failure(name, Path(log_path), code))
                 say(f"  {name} failed: {failures[-1]}")
             else:
                 on_success(name, started)

@@ -413,14 +413,19 @@ def _train_command(config: Path, run: Path, threads: int | str, procs: int = 1, 
             "--set", f"train.threads={threads}"]
 
 
+def _planned_runs(out: Path) -> tuple[dict, type, list[str], str]:
+    """A planned ladder's plan, its kind, its run names in plan order, and the train.device its runs ask for."""
+    plan = load_plan(out)
+    kind = ladder_kind(plan.get("modality", "text"))
+    names = [r["name"] for r in plan["runs"]]
+    return plan, kind, names, load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device
+
+
 def write_slurm_script(out: Path, procs_per_run: int = 1) -> Path:
     """DIR/slurm.sbatch: a Slurm array job, one task per ladder run, each the command `run_ladder` runs locally
     (`--resume`, so a requeued or resubmitted task continues from its checkpoint, and a finished run returns at
     once). A template: the #SBATCH lines for partition, account, time and GPUs are the site's to fill in."""
-    plan = load_plan(out)
-    kind = ladder_kind(plan.get("modality", "text"))
-    names = [r["name"] for r in plan["runs"]]
-    device = load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device
+    plan, kind, names, device = _planned_runs(out)
     argv = _train_command(Path("@CONFIG@"), Path("@RUN@"), "@THREADS@", procs_per_run, kind.command)  # type: ignore
     command = (shlex.join(argv).replace("@CONFIG@", '"$DIR/configs/$NAME.toml"').replace("@RUN@", '"$DIR/runs/$NAME"')
                .replace("@THREADS@", "$THREADS"))
@@ -498,10 +503,7 @@ def run_ladder(out: Path, jobs: int = 1, say=print, procs_per_run: int = 1, ray:
     With `ray` (a cluster address, or "auto"), each run is a Ray task instead (foresight/ray_jobs.py): one thread
     and one CPU per process, one GPU per process when the runs train on GPUs and the cluster has them; Ray decides
     how many run at once and retries a run whose worker dies, which then resumes from its checkpoint."""
-    plan = load_plan(out)
-    kind = ladder_kind(plan.get("modality", "text"))
-    names = [r["name"] for r in plan["runs"]]
-    device = load_config(out / "configs" / f"{names[0]}.toml", kind.schema()).train.device
+    plan, kind, names, device = _planned_runs(out)
     gpus = [] if ray else ladder_gpus(device)
     pending = [n for n in names if run_status(out, n) != "done"]
     _check_split(plan, pending, procs_per_run, gpus)

@@ -35,12 +35,9 @@ def checkpoint_name(step: int) -> str:
 def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, optimizer_state: dict | None, state: dict,
                     keep: int = 2) -> Path:
     """Write one checkpoint atomically and drop all but the newest `keep` ones. Returns its directory."""
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    for stray in ckpt_root.glob(".tmp-*"):  # left by a process killed mid-save
-        shutil.rmtree(stray, ignore_errors=True)
     final = ckpt_root / checkpoint_name(step)
     tmp = ckpt_root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
-    tmp.mkdir()
+    _begin(ckpt_root, tmp)
     # safetensors refuses tensors that share memory (tied embeddings): store each storage once.
     save_file(_dedupe_shared(model_state), tmp / MODEL_FILE)
     if optimizer_state is not None:
@@ -79,13 +76,7 @@ def save_sharded_checkpoint(ckpt_root: Path, step: int, model: torch.nn.Module, 
         if error:
             raise ForesightError(f"saving checkpoint {final} failed on the first process: {error}")
 
-    def start() -> None:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-        for stray in ckpt_root.glob(".tmp-*"):
-            shutil.rmtree(stray, ignore_errors=True)
-        tmp.mkdir()
-
-    on_main(start)
+    on_main(lambda: _begin(ckpt_root, tmp))
     if not tmp.is_dir():  # DCP would create it here, and these shards would never be published
         raise ForesightError(f"{tmp} (made by the first process) is not visible to process {dist.get_rank()}: "
                              f"sharded checkpoints need a file system every machine shares")
@@ -138,6 +129,15 @@ def check_shards(sharded: Path) -> None:
         have = path.stat().st_size if path.is_file() else -1
         if have < size:
             raise ForesightError(f"shard {path} is {'missing' if have < 0 else f'truncated ({have} of {size} bytes)'}")
+
+
+def _begin(ckpt_root: Path, tmp: Path) -> None:
+    """Make the temporary directory a checkpoint is written into, after removing those left by a process killed
+    mid-save."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    for stray in ckpt_root.glob(".tmp-*"):
+        shutil.rmtree(stray, ignore_errors=True)
+    tmp.mkdir()
 
 
 def _publish(tmp: Path, final: Path, ckpt_root: Path, keep: int) -> None:

@@ -50,7 +50,7 @@ def init_distributed(device_type: str) -> DistInfo:
 
 def parallelize(model: torch.nn.Module, info: DistInfo, cfg) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(wrapped, forward): the model made ready to train under `cfg` (a TrainConfig), from outside it, and what the
-    loop calls for a forward pass. Build the optimizer on `wrapped` afterwards: FSDP replaces the parameters.
+    loop calls for a forward pass. Build the optimizer on `model` afterwards: FSDP replaces its parameters in place.
 
     - train.parallel = "ddp": DDP when there are several processes (every rank holds the whole model; gradients are
       averaged in the backward pass), else the model itself.
@@ -89,7 +89,7 @@ def parallelize(model: torch.nn.Module, info: DistInfo, cfg) -> tuple[torch.nn.M
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
-    """Whether FSDP2 shards this model's parameters (so its state is saved and loaded through DCP)."""
+    """Whether FSDP2 wraps this model (its gradient sync is then switched with set_requires_gradient_sync)."""
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
