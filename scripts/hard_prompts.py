@@ -1,14 +1,16 @@
 """Keep the PPO prompts the starting model still gets wrong: a prompt file with headroom for the reward.
 
     python scripts/hard_prompts.py CONFIG.toml --samples K --out PROMPTS.jsonl [--source SOURCE] [--keep-solved N]
-        [--limit N]
+        [--validation-share F] [--limit N]
 
 Samples K replies to every training prompt of a PPO config (`prompts.source`, or --source, e.g.
 "behaviour_rl") from the config's `base` model, through the same engine, temperature, token budget and reward mix
 PPO would use, and writes the prompts where at least one sample scored below `--threshold` of the mix (a refusal
 of an allowed request, an answer to a disallowed one), plus `--keep-solved` prompts of each type that every sample
 got right (so the policy still sees what it already does well), as a `prompts.source` JSONL file with each
-prompt's sampled scores. Why: on prompts the starting model already answers as the rubric wants, the reward is
+prompt's sampled scores. With --validation-share F, a seeded share F of each group (type x failing/solved)
+goes to PROMPTS.val.jsonl instead: prompts PPO never trains on, for `prompts.probe_source` and `ppo.keep_best`
+(picking the iteration on the evals' held-out prompts would be choosing on the test set). Why: on prompts the starting model already answers as the rubric wants, the reward is
 near its ceiling and PPO's updates carry no signal (docs/align-rl.md); filtering prompts by the policy's own
 success rate is what dynamic sampling in GRPO-style trainers does online.
 """
@@ -30,11 +32,15 @@ def main() -> int:
     p.add_argument("--samples", type=int, default=2, help="replies sampled per prompt")
     p.add_argument("--threshold", type=float, default=0.0, help="a reply scoring below this failed")
     p.add_argument("--keep-solved", type=int, default=0, help="prompts of each type with no failed sample to keep")
+    p.add_argument("--validation-share", type=float, default=0.0,
+                   help="share of each group written to OUT.val.jsonl instead of OUT (0: none)")
     p.add_argument("--limit", type=int, default=0, help="only the first N prompts (0: all)")
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--source", default=None, help="the prompts to filter (default: the config's prompts.source)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    if not 0 <= args.validation_share < 1:
+        raise SystemExit(f"--validation-share must be in [0, 1), not {args.validation_share}")
     sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
@@ -76,17 +82,45 @@ def main() -> int:
     for ptype in sorted({pr.ptype for pr in prompts}):
         pool = [i for i, s in scores.items() if min(s) >= args.threshold and prompts[i].ptype == ptype]
         solved += [pool[j] for j in rng.permutation(len(pool))[:args.keep_solved]]
-    with args.out.open("w") as f:
-        for i in sorted(failed + solved):
-            f.write(json.dumps({"messages": prompts[i].messages, "type": prompts[i].ptype,
-                                "sampled_scores": scores[i]}) + "\n")
+    records = [{"messages": prompts[i].messages, "type": prompts[i].ptype, "sampled_scores": scores[i]}
+               for i in sorted(failed + solved)]
+    train, validation = split_validation(records, args.validation_share, args.threshold, cfg.train.seed)
+    write_jsonl(args.out, train)
+    if validation:
+        write_jsonl(validation_path(args.out), validation)
+        print(f"wrote {len(validation)} validation prompts to {validation_path(args.out)}")
     for ptype in sorted({pr.ptype for pr in prompts}):
         of_type = [i for i in scores if prompts[i].ptype == ptype]
         fails = sum(min(scores[i]) < args.threshold for i in of_type)
         mean_fail = np.mean([s < args.threshold for i in of_type for s in scores[i]])
         print(f"{ptype}: {len(of_type)} prompts, {fails} with a failed sample, {mean_fail:.1%} of samples failed")
-    print(f"wrote {len(failed)} failing + {len(solved)} solved prompts to {args.out}")
+    print(f"wrote {len(train)} of {len(failed)} failing + {len(solved)} solved prompts to {args.out}")
     return 0
+
+
+def split_validation(records: list[dict], share: float, threshold: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train, validation): a seeded `share` of each group of records (prompt type x failing or solved) held out,
+    each list in the records' order."""
+    import numpy as np
+
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault((r["type"], min(r["sampled_scores"]) < threshold), []).append(i)
+    rng = np.random.default_rng([seed, 3])
+    held = set()
+    for key in sorted(groups):
+        members = groups[key]
+        held.update(members[j] for j in rng.permutation(len(members))[:round(share * len(members))])
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def validation_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".jsonl") + ".val.jsonl")
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    with path.open("w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
 
 
 if __name__ == "__main__":

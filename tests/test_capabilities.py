@@ -257,8 +257,18 @@ def test_forecast_with_capabilities_end_to_end(tmp_path):
     assert caps["problems"] == 6 and caps["samples"] == 16
     assert "buckets" in caps or "error" in caps  # models this small may solve nothing: then the fit says why
     assert "Capability forecast" in (out / "report.html").read_text()
-    for name in json.loads((out / "plan.json").read_text())["runs"]:
-        measured = json.loads((out / "capabilities" / "ladder" / f"{name['name']}.json").read_text())
-        assert [r["n"] for r in measured["problems"]] == [16] * 6
+    # smaller ladder models draw more samples (16 x sqrt(C_largest / C), at most the config's max_samples)
+    from foresight.scaling.capabilities import samples_for
+
+    cc = load_forecast_config(REPO / "configs/forecast-cpu-capabilities.toml",
+                              ["forecast.capabilities.samples=16"]).capabilities
+    runs = json.loads((out / "plan.json").read_text())["runs"]
+    largest = max(run["compute"] for run in runs)
+    drawn = []
+    for run in runs:
+        measured = json.loads((out / "capabilities" / "ladder" / f"{run['name']}.json").read_text())
+        assert [r["n"] for r in measured["problems"]] == [samples_for(cc, run["compute"], largest)] * 6
+        drawn.append(measured["problems"][0]["n"])
+    assert min(drawn) == 16 and max(drawn) > 16
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and again.stdout.count("(done, skipped)") == 8

@@ -132,3 +132,73 @@ def test_advantages_whitened_or_kept_at_their_scale(tmp_path, reward_module):
     # one minibatch of every rollout at ratio 1: the loss is minus the mean advantage over reply tokens
     assert abs(runs[True]["policy_loss"]) < 1e-5
     assert abs(runs[False]["policy_loss"]) > 1e-3
+
+
+def test_keep_best_exports_the_iteration_with_the_best_probe_score(tmp_path, reward_module):
+    """ppo.keep_best: the exported model is the iteration (the start counted) whose greedy probe replies scored
+    highest, saved in RUN/best; a config without a probe is refused by key."""
+    from safetensors.torch import load_file
+
+    from foresight.weights.load import load_model
+
+    settings = _settings(tmp_path, reward_module)
+    settings["ppo"] |= {"iterations": 4, "keep_best": True}
+    settings["train"] |= {"checkpoint_every": 0}
+    summary = train_ppo(config_from_dict(PPOConfig, settings), tmp_path / "ppo", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
+    probe = [r["probe_score"] for r in rows if "probe_score" in r]
+    assert len(probe) == 4 and "exported_iteration" in summary
+    best = summary["exported_iteration"]
+    if best > 0:  # a trained iteration won: the first with the highest score
+        assert probe[best - 1] == summary["exported_probe_score"] == max(probe)
+        assert probe.index(max(probe)) == best - 1
+    else:  # the starting model beat every iteration
+        assert summary["exported_probe_score"] >= max(probe)
+    saved = load_file(next((tmp_path / "ppo" / "best").glob("step_*")) / "model.safetensors")
+    exported = load_model(str(tmp_path / "ppo")).model.state_dict()
+    assert all(torch.equal(exported[k], saved[f"lm.{k}"]) for k in exported if f"lm.{k}" in saved)
+    assert sum(f"lm.{k}" in saved for k in exported) >= len(exported) - 1  # tied head stored once
+
+    settings["prompts"]["probe"] = 0
+    with pytest.raises(ForesightError, match="keep_best.*probe"):
+        config_from_dict(PPOConfig, settings)
+
+
+def test_average_last_exports_the_mean_of_the_last_iterations(tmp_path, reward_module):
+    """ppo.average_last = N: the exported weights are the mean of the weights at the end of the last N iterations,
+    and a resumed run does not count an iteration twice."""
+    from foresight.weights.load import load_model
+
+    settings = _settings(tmp_path, reward_module)
+    settings["ppo"] |= {"iterations": 3, "average_last": 2}
+    settings["train"] |= {"checkpoint_every": 4}
+    summary = train_ppo(config_from_dict(PPOConfig, settings), tmp_path / "ppo", progress=False)
+    assert summary["exported_average_of"] == 2
+    # the weights after iterations 2 and 3 are the loop's checkpoints at updates 8 and 12
+    from foresight.train.checkpoint import load_checkpoint
+
+    ckpts = tmp_path / "ppo" / "checkpoints"
+    w2, w3 = (load_checkpoint(ckpts / f"step_{s:08d}").model_state for s in (8, 12))
+    exported = load_model(str(tmp_path / "ppo")).model.state_dict()
+    for k, v in exported.items():
+        if f"lm.{k}" in w2:
+            assert torch.allclose(v, (w2[f"lm.{k}"] + w3[f"lm.{k}"]) / 2, atol=1e-6), k
+    assert any(not torch.equal(w2[k], w3[k]) for k in w2)  # the two iterations differ: the mean is not either
+
+    # killed after the mean took iteration 3 but before its checkpoint: resumed, iteration 3 runs again and is not
+    # counted twice
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "ppo", cut)
+    shutil.rmtree(cut / "checkpoints" / "step_00000012")
+    (cut / "checkpoints" / "latest").unlink()
+    resumed = train_ppo(config_from_dict(PPOConfig, settings), cut, resume=True, progress=False)
+    assert resumed["exported_average_of"] == 2
+    again = load_model(str(cut)).model.state_dict()
+    assert all(torch.allclose(exported[k], again[k], atol=1e-6) for k in exported)
+
+    settings["ppo"]["keep_best"] = True
+    with pytest.raises(ForesightError, match="average_last and ppo.keep_best"):
+        config_from_dict(PPOConfig, settings)
+    settings["ppo"] |= {"keep_best": False, "average_last": 4}
+    with pytest.raises(ForesightError, match="average_last must be between 0 and ppo.iterations"):
+        config_from_dict(PPOConfig, settings)

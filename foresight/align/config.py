@@ -208,6 +208,17 @@ class PPOOptions:
     grader: str = ""
     calibrate_grader: bool = True
     grader_head: str = ""
+    # Export the weights of the iteration (the starting model included) whose greedy replies to the probe prompts
+    # score highest under the reward mix, not the last iteration's: a stopping rule on held-out prompts, for runs
+    # that pass through the balance they are after and overshoot it. Point prompts.probe_source at prompts that
+    # are neither trained on nor used by the evals you report (e.g. a validation split from
+    # scripts/hard_prompts.py --validation-share).
+    keep_best: bool = False
+    # Export the mean of the policy's weights at the end of each of the last `average_last` iterations (tail
+    # averaging; 0 = the last iteration's weights): for a policy that swings between over- and under-refusing from
+    # one iteration to the next, the average sits between the swings (fine-tuned weights from one start average
+    # well, as in model soups and WARP).
+    average_last: int = 0
 
     def __post_init__(self) -> None:
         from foresight.align.ppo_math import KL_ESTIMATORS
@@ -250,6 +261,13 @@ class PPOConfig:
             raise ValueError("base is empty: name the policy's starting model (usually an SFT run)")
         if not (self.rewards or self.ppo.reward_model or self.ppo.rubric):
             raise ValueError("no reward: set ppo.reward_model, ppo.rubric or [[rewards]]")
+        if self.ppo.average_last and self.ppo.keep_best:
+            raise ValueError("ppo.average_last and ppo.keep_best both choose the exported weights: set one")
+        if not 0 <= self.ppo.average_last <= self.ppo.iterations:
+            raise ValueError(f"ppo.average_last must be between 0 and ppo.iterations ({self.ppo.iterations}), "
+                             f"not {self.ppo.average_last}")
+        if self.ppo.keep_best and self.prompts.probe < 1:
+            raise ValueError("ppo.keep_best picks an iteration by its probe score: set prompts.probe >= 1")
         per = self.ppo.updates_per_iteration
         if self.train.checkpoint_every % per:
             raise ValueError(f"train.checkpoint_every ({self.train.checkpoint_every}) must be a multiple of the "

@@ -19,7 +19,9 @@ The value head is a linear layer on the policy's final-norm hidden state (a shar
 TRL's value-head models have). After each iteration's last update the loop's evaluation logs the iteration: the
 mean score and each source's, KL to the reference, entropy, clip fraction, value loss, reply length, the share of
 replies that ended, the seconds spent generating and scoring the rollouts, and refusal rates of the greedy
-replies to `prompts.probe` held-out prompts by the phrase judge (`align.judge`). The adaptive KL coefficient lives
+replies to `prompts.probe` held-out prompts by the phrase judge (`align.judge`) and their mean score under the
+reward mix; with `ppo.keep_best` the run exports the weights of the iteration (the start included) whose probe
+score was highest, kept in RUN/best as an atomic checkpoint. The adaptive KL coefficient lives
 in a buffer of the module, so checkpoints carry it; checkpoints fall on iteration boundaries (the config checks),
 and an iteration's rollouts are a function of the weights and the iteration number, so --resume continues exactly.
 """
@@ -45,10 +47,13 @@ from foresight.align.rewards import RewardMix, WeightedReward
 from foresight.errors import ForesightError
 from foresight.files import jsonl_objects
 from foresight.train.distributed import DistInfo
+from foresight.train.checkpoint import load_latest, save_checkpoint
 from foresight.train.loop import train_loop
 from foresight.train.optim import build_optimizer
 
 PROMPT_TYPES = {"refusal": "disallowed", "over_refusal": "allowed"}
+BEST_DIR = "best"  # ppo.keep_best: the weights of the iteration whose probe replies scored highest
+AVERAGE_DIR = "average"  # ppo.average_last: the running mean of the weights over the last iterations
 
 
 @dataclass
@@ -247,6 +252,42 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
     model = PolicyWithValue(lm, opts.kl_coef).to(device)
     state: dict = {"iteration": None}
 
+    def score_probe() -> dict:
+        """Greedy replies to the probe: their refusal rates (the phrase judge) and mean score (the reward mix)."""
+        started = time.perf_counter()
+        greedy = generate(lm, tokenizer, [ids for _, ids in probe], opts.max_new_tokens, 0.0, [0] * len(probe))
+        prompts, texts = [p for p, _ in probe], [text for _, text, _ in greedy]
+        scores, _ = rewards([p.text for p in prompts], texts, prompt_types=[p.ptype for p in prompts],
+                            messages=[p.messages for p in prompts])
+        score = np.mean([s + (0.0 if ended else opts.no_end_penalty) for s, (_, _, ended) in zip(scores, greedy)])
+        return ({f"probe_{k}": v for k, v in refusal_rates(prompts, texts).items()}
+                | {"probe_score": float(score), "probe_seconds": time.perf_counter() - started})
+
+    def keep_if_best(iteration: int, step: int, metrics: dict) -> None:
+        """Save the weights as the run's best (ppo.keep_best) when their probe score beats the best so far."""
+        best = load_latest(out / BEST_DIR, warn=False)
+        if best is None or metrics["probe_score"] > best.state["probe_score"]:
+            save_checkpoint(out / BEST_DIR, step, model.state_dict(), None,
+                            {"step": step, "iteration": iteration, "probe_score": metrics["probe_score"]}, keep=1)
+            print(f"ppo: iteration {iteration} is the best so far (probe score {metrics['probe_score']:.3f})")
+
+    def add_to_average(iteration: int, step: int) -> None:
+        """Fold this iteration's weights into the running mean in RUN/average (ppo.average_last). An iteration
+        already in the mean (a run resumed from a checkpoint older than the mean) is not added twice."""
+        average = load_latest(out / AVERAGE_DIR, warn=False)
+        if average is not None and average.state["iteration"] >= iteration:
+            return
+        n = 0 if average is None else average.state["count"]
+        mean = {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+        if average is not None:
+            mean = {k: (average.model_state[k] * n + mean[k]) / (n + 1) if k in average.model_state else mean[k]
+                    for k in mean}
+        save_checkpoint(out / AVERAGE_DIR, step, mean, None, {"step": step, "iteration": iteration, "count": n + 1},
+                        keep=1)
+
+    if opts.keep_best and probe and load_latest(out / BEST_DIR, warn=False) is None:
+        keep_if_best(0, 0, score_probe())  # the starting model is a candidate too
+
     def rollout(iteration: int) -> Iteration:
         rng = np.random.default_rng([t.seed, 0, iteration])
         chosen = [train_prompts[i] for i in rng.choice(len(train_prompts), opts.rollouts,
@@ -322,9 +363,11 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
         for key in ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "value_clipped"):
             metrics[key] = float(np.mean([u[key] for u in it.updates])) if it.updates else float("nan")
         if probe:
-            greedy = generate(lm, tokenizer, [ids for _, ids in probe], opts.max_new_tokens, 0.0, [0] * len(probe))
-            metrics |= {f"probe_{k}": v for k, v in refusal_rates([p for p, _ in probe],
-                                                                  [text for _, text, _ in greedy]).items()}
+            metrics |= score_probe()
+            if opts.keep_best:
+                keep_if_best(it_number(state), it_number(state) * per_iteration, metrics)
+        if opts.average_last and it_number(state) > opts.iterations - opts.average_last:
+            add_to_average(it_number(state), it_number(state) * per_iteration)
         if opts.kl_target > 0:
             controller = AdaptiveKLController(float(model.kl_coef), opts.kl_target, opts.kl_horizon)
             model.kl_coef.fill_(controller.update(it.stats["kl"], opts.rollouts))
@@ -340,12 +383,30 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
     summary = {"base": cfg.base, "iterations": opts.iterations, "updates": steps, "last_iteration": result.metrics,
                "final_train_loss": result.train_loss, "train_seconds": result.train_seconds,
                "wall_seconds": result.wall_seconds, "model": str(out / align_run.MODEL_DIR)}
+    best = load_latest(out / BEST_DIR, warn=False) if opts.keep_best else None
+    if best is not None:  # export the best iteration's weights, not the last's
+        model.load_state_dict(best.model_state, strict=False)  # strict=False: tied weights are stored once
+        summary |= {"exported_iteration": best.state["iteration"], "exported_probe_score": best.state["probe_score"]}
+    average = load_latest(out / AVERAGE_DIR, warn=False) if opts.average_last else None
+    if average is not None:  # export the mean of the last iterations' weights
+        current = model.state_dict()
+        model.load_state_dict({k: v.to(current[k].dtype) for k, v in average.model_state.items()}, strict=False)
+        summary |= {"exported_average_of": average.state["count"]}
     align_run.export_model(loaded, out)
     align_run.write_summary(out, summary)
     shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items()
                       if k in ("score", "kl") or k.startswith("probe_"))
-    print(f"ppo: {time.time() - t0:.0f} s; last iteration: {shown}; wrote {out}")
+    exported = (f"; exported iteration {best.state['iteration']} (probe score {best.state['probe_score']:.3f})"
+                if best is not None else "")
+    if average is not None:
+        exported = f"; exported the mean of the last {average.state['count']} iterations' weights"
+    print(f"ppo: {time.time() - t0:.0f} s; last iteration: {shown}{exported}; wrote {out}")
     return summary
+
+
+def it_number(state: dict) -> int:
+    """The 1-based number of the iteration whose rollouts are in `state`."""
+    return state["iteration"][0] + 1
 
 
 def _reward_names(cfg: PPOConfig) -> list[str]:
