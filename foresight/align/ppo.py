@@ -21,7 +21,8 @@ mean score and each source's, KL to the reference, entropy, clip fraction, value
 replies that ended, the seconds spent generating and scoring the rollouts, and refusal rates of the greedy
 replies to `prompts.probe` held-out prompts by the phrase judge (`align.judge`) and their mean score under the
 reward mix; with `ppo.keep_best` the run exports the weights of the iteration (the start included) whose probe
-score was highest, kept in RUN/best as an atomic checkpoint. The adaptive KL coefficient lives
+score was highest, kept in RUN/best as an atomic checkpoint; with `ppo.average_last` N, the mean of the weights
+at the end of the last N iterations (RUN/average, a running mean). The adaptive KL coefficient lives
 in a buffer of the module, so checkpoints carry it; checkpoints fall on iteration boundaries (the config checks),
 and an iteration's rollouts are a function of the weights and the iteration number, so --resume continues exactly.
 """
