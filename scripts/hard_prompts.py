@@ -10,9 +10,10 @@ of an allowed request, an answer to a disallowed one), plus `--keep-solved` prom
 got right (so the policy still sees what it already does well), as a `prompts.source` JSONL file with each
 prompt's sampled scores. With --validation-share F, a seeded share F of each group (type x failing/solved)
 goes to PROMPTS.val.jsonl instead: prompts PPO never trains on, for `prompts.probe_source` and `ppo.keep_best`
-(picking the iteration on the evals' held-out prompts would be choosing on the test set). Why: on prompts the starting model already answers as the rubric wants, the reward is
-near its ceiling and PPO's updates carry no signal (docs/align-rl.md); filtering prompts by the policy's own
-success rate is what dynamic sampling in GRPO-style trainers does online.
+(picking the iteration on the evals' held-out prompts would be choosing on the test set). Why: on prompts the
+starting model already answers as the rubric wants, the reward is near its ceiling and PPO's updates carry no
+signal (docs/align-rl.md); filtering prompts by the policy's own success rate is what dynamic sampling in
+GRPO-style trainers does online.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ logits are far apart so that batching cannot flip a greedy choice."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -190,6 +192,36 @@ def test_engine_thread_serves_concurrent_callers(tiny):
         engine.stop()
     for prompt, outs in zip(PROMPTS, outputs):
         assert [t for o in outs for t in o.token_ids] == generate(model, [prompt], max_new_tokens=9)[0]
+
+
+def test_a_generate_batch_is_admitted_whole_whatever_the_timing(tiny):
+    """generate queues every prompt before the engine thread can admit any, so its batches (and a seeded run's
+    samples) do not depend on how fast the caller submits: the first admission sees all of them waiting."""
+    model, tok = tiny
+    engine = Engine(model, tok, max_batch=len(PROMPTS))
+    seen, admit = [], engine._admit
+
+    def slow_admit():  # records what was waiting, and gives the caller's thread time to race ahead
+        if engine._waiting:
+            seen.append(len(engine._waiting))
+        admit()
+
+    engine._admit = slow_admit
+    original_submit = engine.submit
+
+    def slow_submit(*args, **kwargs):  # a caller slow between prompts: unlocked, the engine would start on the first
+        request = original_submit(*args, **kwargs)
+        time.sleep(0.01)
+        return request
+
+    engine.submit = slow_submit
+    engine.start()
+    try:
+        outputs = engine.generate(PROMPTS, greedy(4))
+    finally:
+        engine.stop()
+    assert seen[0] == len(PROMPTS)
+    assert all(len([t for o in outs for t in o.token_ids]) == 4 for outs in outputs)
 
 
 def test_generation_reference_is_unchanged_by_the_engine(tiny):

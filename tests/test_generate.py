@@ -14,7 +14,7 @@ import torch
 
 from foresight.cli import main
 from foresight.errors import ForesightError
-from foresight.model.generate import generate, generate_text, sample_next_token, stream_text
+from foresight.model.generate import draw_tokens, generate, generate_text, sample_next_token, stream_text
 from foresight.weights.load import load_model
 from foresight.serve.chat import ChatSession
 
@@ -94,6 +94,21 @@ def test_top_k_and_top_p_only_draw_from_their_sets():
     # probabilities ~ .64 .24 .09 .03 ...: top_p 0.8 keeps the two whose mass before them is < 0.8
     assert draws(top_p=0.8) == {0, 1}
     assert draws() >= {0, 1, 2, 3}
+
+
+def test_draw_tokens_follows_the_distribution_and_never_draws_a_cut_token():
+    probs = torch.tensor([0.5, 0.3, 0.0, 0.15, 0.05, 0.0])
+    n = 200_000
+    uniforms = torch.rand(n, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    drawn = draw_tokens(probs.expand(n, -1), uniforms)
+    shares = torch.bincount(drawn, minlength=6).double() / n
+    assert torch.allclose(shares, probs.double(), atol=0.005)  # ~4.5 standard errors at p = 0.5
+    assert shares[2] == 0 and shares[5] == 0
+    # the ends of [0, 1): the first token with mass, and the last token with mass (not the cut one after it)
+    edges = draw_tokens(probs.expand(2, -1), torch.tensor([0.0, 1 - 2 ** -53], dtype=torch.float64))
+    assert edges.tolist() == [0, 4]
+    # unnormalised rows are drawn by their own total
+    assert draw_tokens(torch.tensor([[2.0, 0.0, 2.0]]), torch.tensor([0.75], dtype=torch.float64)).item() == 2
 
 
 def test_min_new_tokens_holds_back_stop_tokens(tiny):

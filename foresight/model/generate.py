@@ -2,7 +2,8 @@
 
 Three layers, each usable on its own:
 
-- `sample_next_token`: last-position logits -> next token ids (greedy, temperature, top-k, top-p), in float32.
+- `sample_next_token`: last-position logits -> next token ids (greedy, temperature, top-k, top-p), in float32;
+  `sampling_probs` and `draw_tokens` are its two halves, for callers that draw each row with its own generator.
 - `Generation`: decodes a batch of token prompts step by step with one pre-allocated `KVCache`. `generate` runs it
   to the end and returns the new tokens; `stream` yields every step's new tokens as they come.
 - `TextDecoder`, `generate_text`, `stream_text`: the same on text, with a tokenizer (`encode`, `decode`, `eos_ids`),
@@ -54,13 +55,20 @@ def sample_next_token(
 
     temperature 0 picks the most likely token. Otherwise the logits are divided by the temperature, cut to the
     top_k most likely tokens (0 = no cut), then to the smallest set whose probabilities sum to at least top_p
-    (1 = no cut; the most likely token always stays), and one token is drawn. Works in float32 whatever the model's
-    dtype, so that bf16 rounding does not change which tokens survive a cut.
+    (1 = no cut; the most likely token always stays), and one token is drawn per row with one uniform number from
+    `generator` (`draw_tokens`). Works in float32 whatever the model's dtype, so that bf16 rounding does not change
+    which tokens survive a cut.
     """
-    logits = logits.float()
     if temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = logits / temperature
+        return logits.float().argmax(dim=-1)
+    probs = sampling_probs(logits, temperature, top_k, top_p)
+    uniforms = torch.rand(probs.shape[0], dtype=torch.float64, device=probs.device, generator=generator)
+    return draw_tokens(probs, uniforms)
+
+
+def sampling_probs(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """The distribution [B, vocab] that `sample_next_token` draws from (temperature > 0), in float32."""
+    logits = logits.float() / temperature
     if 0 < top_k < logits.shape[-1]:
         kth_largest = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth_largest, float("-inf"))
@@ -71,8 +79,18 @@ def sample_next_token(
         mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
         cut = mass_before >= top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(cut, float("-inf")))
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return logits.softmax(dim=-1)
+
+
+def draw_tokens(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """One token per row of probs [B, vocab], by inverse CDF with uniforms [B] in [0, 1): the first token whose
+    cumulative probability exceeds u times the row's total. A row's draw depends only on its own probabilities and
+    number, so a request sampled in a batch draws what it draws alone; and on a CPU it costs a fraction of
+    `torch.multinomial` over a 49k vocabulary (docs/benchmarks.md). Float64 sums, so that the rarest tokens keep
+    their share and a zero-probability token (cut, or -inf) can never be drawn."""
+    cdf = probs.double().cumsum(dim=-1)
+    target = (uniforms.to(cdf.dtype) * cdf[:, -1])[:, None]
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
 
 
 def token_logprobs(logits: torch.Tensor, chosen: torch.Tensor, top: int = 0

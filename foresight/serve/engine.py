@@ -12,8 +12,10 @@ choices decodes one token per engine step alongside every other running sequence
 
 The running sequences occupy the first rows of one pre-allocated cache (`KVCache.view` runs exactly those rows);
 when one finishes, the last row moves into its place. The cache starts short and doubles as sequences grow.
-Sampling is `sample_next_token` and text is `TextDecoder`, the same code `foresight sample` runs, so a greedy
-request served here gives the tokens `foresight sample --temperature 0` gives, and a seeded one the same draws.
+Sampling is `sample_next_token`'s two halves (`sampling_probs` for the rows that share settings, `draw_tokens`
+with one number from each request's own generator) and text is `TextDecoder`, the same code `foresight sample`
+runs, so a greedy request served here gives the tokens `foresight sample --temperature 0` gives, and a seeded one
+the same draws.
 
 All model work happens on the engine's own thread; `submit` may be called from any thread, and a request's
 `on_output` callback is called on the engine thread (the HTTP layer hands each output to its event loop).
@@ -32,8 +34,8 @@ from typing import Callable, Protocol, Sequence
 import torch
 
 from foresight.errors import ForesightError
-from foresight.model.generate import (TextDecoder, Tokenizer, check_sampling, make_generator, sample_next_token,
-                                      token_logprobs)
+from foresight.model.generate import (TextDecoder, Tokenizer, check_sampling, draw_tokens, make_generator,
+                                      sample_next_token, sampling_probs, token_logprobs)
 from foresight.model.transformer import KVCache, Transformer
 
 
@@ -245,8 +247,11 @@ class Engine:
                     done[i].set()
             return on_output
 
-        for i, prompt in enumerate(prompts):
-            self.submit(prompt, each[i], collector(i), images=images[i] if images is not None else None)
+        # All submitted under the engine's lock, so its thread admits them together rather than whichever had
+        # arrived when it woke: the batches, and with them a seeded run's samples, then do not depend on timing.
+        with self._lock:
+            for i, prompt in enumerate(prompts):
+                self.submit(prompt, each[i], collector(i), images=images[i] if images is not None else None)
         for event in done:
             event.wait()
         return outputs
@@ -401,10 +406,18 @@ class Engine:
             picks = sample_next_token(logits[greedy] if len(greedy) < len(choices) else logits)
             for i, token in zip(greedy, picks.tolist()):
                 chosen[i] = token
+        sampled: dict[tuple, list[int]] = {}  # rows with the same settings share one distribution computation
         for i, c in enumerate(choices):
             p = c.request.params
             if p.temperature != 0:
-                chosen[i] = int(sample_next_token(logits[i: i + 1], p.temperature, p.top_k, p.top_p, c.generator))
+                sampled.setdefault((p.temperature, p.top_k, p.top_p), []).append(i)
+        for (temperature, top_k, top_p), rows in sampled.items():
+            probs = sampling_probs(logits[rows], temperature, top_k, top_p)
+            # one number from each choice's own generator: its draws do not depend on the rest of the batch
+            uniforms = torch.cat([torch.rand(1, dtype=torch.float64, device=logits.device,
+                                             generator=choices[i].generator) for i in rows])
+            for i, token in zip(rows, draw_tokens(probs, uniforms).tolist()):
+                chosen[i] = token
         with_logprobs = [i for i, c in enumerate(choices) if c.request.params.logprobs is not None]
         logprobs: dict[int, TokenLogprob] = {}
         if with_logprobs:
