@@ -201,12 +201,12 @@ def test_a_generate_batch_is_admitted_whole_whatever_the_timing(tiny):
     engine = Engine(model, tok, max_batch=len(PROMPTS))
     seen, admit = [], engine._admit
 
-    def slow_admit():  # records what was waiting, and gives the caller's thread time to race ahead
+    def recording_admit():  # records how many requests were waiting at each admission
         if engine._waiting:
             seen.append(len(engine._waiting))
         admit()
 
-    engine._admit = slow_admit
+    engine._admit = recording_admit
     original_submit = engine.submit
 
     def slow_submit(*args, **kwargs):  # a caller slow between prompts: unlocked, the engine would start on the first
