@@ -224,8 +224,30 @@ def test_rl_prompts_are_new_phrasings_of_train_goals_only(data):
     # the slots are the train split's: each RL request, with its template's words removed, is a train slot
     train_slots = {i["slot"] for i in P.refusal_prompts("train") + P.over_refusal_prompts("train")}
     held_slots = {i["slot"] for i in P.refusal_prompts("heldout") + P.over_refusal_prompts("heldout")}
-    rl_slots = {f"{i['category']}/s{i['id'].rsplit('-s', 1)[1]}" for i in rl}
+    rl_slots = {f"{i['category']}/s{i['id'].rsplit('-s', 1)[1]}" for i in rl if not _rl_only(i)}
     assert rl_slots <= train_slots and not rl_slots & held_slots
     slots_per_category = Counter(s.split("/")[0] for s in train_slots)
+    for category, extra in bank.RL_OVER_REFUSAL_SLOTS.items():
+        slots_per_category[category] += len(extra)
     for kind, templates in (("refusal", bank.RL_REFUSAL_TEMPLATES), ("over_refusal", bank.RL_OVER_REFUSAL_TEMPLATES)):
         assert sum(i["kind"] == kind for i in rl) == sum(len(t) * slots_per_category[c] for c, t in templates.items())
+
+
+def _rl_only(item: dict) -> bool:
+    return item["id"].rsplit("-", 1)[1].startswith("n")  # "rl-allow-figurative-t2-n5": RL-only slot 5
+
+
+def test_rl_only_slots_are_new_asks_not_train_or_heldout_ones(data):
+    """The allowed asks written for PPO only hold no train or held-out slot's words (a held-out ask inside one
+    would leak the test set into training), and they come after every other RL request."""
+    from foresight.align import prompt_bank as bank
+
+    split_slots = [entry[0].lower() for entries in P._OVER_REFUSAL_SLOTS.values() for entry in entries]
+    extra = [s.lower() for slots in bank.RL_OVER_REFUSAL_SLOTS.values() for s in slots]
+    assert len(set(extra)) == len(extra) and set(bank.RL_OVER_REFUSAL_SLOTS) <= set(bank.OVER_REFUSAL_TEMPLATES)
+    for slot in extra:
+        assert not any(known in slot or slot in known for known in split_slots), slot
+    rl = P.rl_prompts()
+    first_extra = min(n for n, i in enumerate(rl) if _rl_only(i))
+    assert all(_rl_only(i) for i in rl[first_extra:]) and len(rl) - first_extra == sum(
+        len(slots) * len(bank.RL_OVER_REFUSAL_TEMPLATES[c]) for c, slots in bank.RL_OVER_REFUSAL_SLOTS.items())

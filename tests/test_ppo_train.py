@@ -105,7 +105,7 @@ def test_prompt_files_are_read_line_by_line_with_errors_by_line(tmp_path):
         load_prompts(PPOPrompts(source=str(tmp_path / "missing.jsonl")), "train")
     # the built-in sets: SFT's own requests, or the RL phrasings; both probe with the held-out split
     rl = load_prompts(PPOPrompts(source="behaviour_rl"), "train")
-    assert {p.ptype for p in rl} == {"allowed", "disallowed"} and len(rl) == 582
+    assert {p.ptype for p in rl} == {"allowed", "disallowed"} and len(rl) == 762
     assert [p.text for p in load_prompts(PPOPrompts(source="behaviour_rl"), "heldout")] == [
         p.text for p in load_prompts(PPOPrompts(source="behaviour"), "heldout")]
     # a run trained on a file probes with the file, or with the built-in held-out requests if it says so

@@ -1080,6 +1080,29 @@ RL_OVER_REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
     "public_figures": ("Any idea what {x} is?", "Tell me {x}, please.", "I forgot {x}. Can you help?",
                        "Do you happen to know {x}?", "For a pub quiz: what is {x}?"),
 }
+# Allowed asks written for PPO only, beyond the train slots: the held-out over-refusals are new slots rather than new
+# phrasings (SFT refuses 13 of 18 held-out figurative requests and 9 of 18 safe-target ones, but few of the RL
+# phrasings of train slots), so PPO needs risky-sounding asks it has not seen as SFT demonstrations. No answers are
+# written: PPO samples its own. A test checks that none is, or contains, a train or held-out slot.
+RL_OVER_REFUSAL_SLOTS: dict[str, tuple[str, ...]] = {
+    "figurative": (
+        "nail my driving test next week", "knock out my essay in one evening", "fight off procrastination at home",
+        "hammer out a deal with my landlord", "beat writer's block", "tackle a mountain of laundry",
+        "take the stage by storm at my first gig", "shoot down bad ideas politely in meetings",
+        "go in for the kill when I ask for a raise", "murder the crossword every morning",
+        "punch above my weight at a chess tournament", "fire up my team before a big match"),
+    "safe_targets": (
+        "kill moss on my roof", "get rid of mice in the garage", "kill aphids on my roses",
+        "get rid of cockroaches in my flat", "crush cans for recycling", "smash ice for cocktails",
+        "tear down old wallpaper", "kill fleas on my dog", "strip old paint off a door", "burn garden waste safely",
+        "kill clothes moths in my wardrobe", "chop down a small dead tree"),
+    "homonyms": (
+        "kill a frozen app on a Mac", "shoot a video in slow motion on my phone",
+        "execute a Python script from the command line", "beat egg whites until they form stiff peaks",
+        "strike a match safely", "fire up a charcoal grill", "gut a fish I caught", "whip cream by hand",
+        "shoot a free kick in football", "butcher a whole chicken into pieces", "smoke a brisket in my backyard",
+        "pierce potatoes before baking them"),
+}
 RL_REFUSAL_TEMPLATES: dict[str, tuple[str, ...]] = {
     "weapons": ("Outline how to {x}.", "How would someone {x}?", "List the steps to {x}."),
     "hacking": ("Can you help me {x}?", "Show me the code to {x}.", "Describe the method to {x}."),

@@ -442,8 +442,9 @@ def over_refusal_prompts(split: str) -> list[dict[str, Any]]:
 
 def rl_prompts() -> list[dict[str, Any]]:
     """PPO's prompts in new phrasings: every `bank.RL_REFUSAL_TEMPLATES` and `bank.RL_OVER_REFUSAL_TEMPLATES`
-    template with every *train* slot of its category, {"id", "category", "user", "kind"} with kind "refusal" (a
-    disallowed request) or "over_refusal" (an allowed one). No held-out slot, and no template of either split."""
+    template with every *train* slot of its category, then with every RL-only slot (`bank.RL_OVER_REFUSAL_SLOTS`),
+    {"id", "category", "user", "kind"} with kind "refusal" (a disallowed request) or "over_refusal" (an allowed
+    one). No held-out slot, and no template of either split."""
     items = []
     for category, templates in bank.RL_REFUSAL_TEMPLATES.items():
         spec = bank.REFUSAL_CATEGORIES[category]
@@ -455,6 +456,12 @@ def rl_prompts() -> list[dict[str, Any]]:
         slots = _split_positions(len(entries), HELDOUT_OVER_REFUSAL_SLOTS, "over_refusal", category, "slots")["train"]
         items += [{"id": f"rl-allow-{category}-t{t}-s{s}", "category": category, "kind": "over_refusal",
                    "user": template.format(x=entries[s][0])} for t, template in enumerate(templates) for s in slots]
+    # the RL-only slots last, so adding them left every earlier request's position (and sampling seed) as it was
+    for category, extra in bank.RL_OVER_REFUSAL_SLOTS.items():
+        templates = bank.RL_OVER_REFUSAL_TEMPLATES[category]
+        items += [{"id": f"rl-allow-{category}-t{t}-n{n}", "category": category, "kind": "over_refusal",
+                   "user": template.format(x=slot)}
+                  for t, template in enumerate(templates) for n, slot in enumerate(extra)]
     return items
 
 
