@@ -35,12 +35,12 @@ def _settings(tmp_path, reward: str) -> dict:
          "disallowed"} for i, t in enumerate(topics)])
     return {"base": str(_tiny_base(tmp_path)), "prompts": {"source": prompts, "probe": 4},
             "rewards": [{"name": reward, "weight": 10.0}],
-            "train": {"lr": 1e-2, "checkpoint_every": 4, "seq_len": 128},
+            "train": {"lr": 1e-2, "checkpoint_every": 4, "keep_checkpoints": 3, "seq_len": 128},
             "ppo": {"iterations": 10, "rollouts": 16, "minibatch": 8, "epochs": 2, "max_new_tokens": 12,
                     "kl_coef": 0.01, "no_end_penalty": 0.0}}
 
 
-def test_tiny_ppo_raises_its_reward_and_resumes_exactly(tmp_path, reward_module):
+def test_tiny_ppo_raises_its_reward_and_resumes_exactly(tmp_path, reward_module, capsys):
     from foresight.weights.load import load_model
 
     settings = _settings(tmp_path, reward_module)
@@ -53,6 +53,13 @@ def test_tiny_ppo_raises_its_reward_and_resumes_exactly(tmp_path, reward_module)
     assert {"kl", "entropy", "clip_fraction", "value_loss", "reply_tokens", "probe_refusal_rate/allowed",
             f"score/{reward_module}"} <= set(rows[-1])
     assert (tmp_path / "ppo" / "model" / "config.json").is_file()
+    # every rollout as text, 16 per iteration, its score and each source's; their mean is the iteration's score
+    rollouts = [json.loads(line) for line in (tmp_path / "ppo" / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rollouts] == [i for i in range(1, 11) for _ in range(16)]
+    last = [r for r in rollouts if r["iteration"] == 10]
+    assert sum(r["score"] for r in last) / 16 == pytest.approx(rows[-1]["score"])
+    assert all(r["score"] == pytest.approx(10 * r[reward_module]) for r in last)  # weight 10, no end penalty
+    assert all(r[reward_module] == pytest.approx(r["reply"].count("e") / max(len(r["reply"]), 1)) for r in last)
 
     # interrupted after iteration 8 (the checkpoints at updates 36 and 40 lost), then resumed: the same weights
     cut = tmp_path / "cut"
@@ -62,9 +69,12 @@ def test_tiny_ppo_raises_its_reward_and_resumes_exactly(tmp_path, reward_module)
     (cut / "checkpoints" / "latest").unlink(missing_ok=True)
     shutil.rmtree(cut / "model")
     resumed = train_ppo(config_from_dict(PPOConfig, settings), cut, resume=True, progress=False)
+    assert f"from step_{32:08d}" in capsys.readouterr().out  # resumed after iteration 8, not restarted
     assert resumed["last_iteration"]["score"] == pytest.approx(summary["last_iteration"]["score"], abs=1e-9)
     a, b = load_model(str(tmp_path / "ppo")).model.state_dict(), load_model(str(cut)).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the replayed iterations' rollouts were logged once: the resumed log is the uninterrupted one
+    assert (cut / "rollouts.jsonl").read_text() == (tmp_path / "ppo" / "rollouts.jsonl").read_text()
 
 
 def test_ppo_config_errors_name_the_key(tmp_path):

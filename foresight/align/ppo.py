@@ -20,7 +20,8 @@ TRL's value-head models have). After each iteration's last update the loop's eva
 mean score and each source's, KL to the reference, entropy, clip fraction, value loss, reply length, the share of
 replies that ended, the seconds spent generating and scoring the rollouts, and refusal rates of the greedy
 replies to `prompts.probe` held-out prompts by the phrase judge (`align.judge`) and their mean score under the
-reward mix; with `ppo.keep_best` the run exports the weights of the iteration (the start included) whose probe
+reward mix. Every rollout is written out as text with its scores (RUN/rollouts.jsonl), to read what the
+reward is paying for; with `ppo.keep_best` the run exports the weights of the iteration (the start included) whose probe
 score was highest, kept in RUN/best as an atomic checkpoint; with `ppo.average_last` N, the mean of the weights
 at the end of the last N iterations (RUN/average, a running mean). The adaptive KL coefficient lives
 in a buffer of the module, so checkpoints carry it; checkpoints fall on iteration boundaries (the config checks),
@@ -30,6 +31,7 @@ and an iteration's rollouts are a function of the weights and the iteration numb
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ from foresight.train.optim import build_optimizer
 PROMPT_TYPES = {"refusal": "disallowed", "over_refusal": "allowed"}
 BEST_DIR = "best"  # ppo.keep_best: the weights of the iteration whose probe replies scored highest
 AVERAGE_DIR = "average"  # ppo.average_last: the running mean of the weights over the last iterations
+ROLLOUTS_LOG = "rollouts.jsonl"  # every rollout as text with its scores, a row per reply, keyed by step like metrics
 
 
 @dataclass
@@ -142,6 +145,7 @@ class Iteration:
     advantages: torch.Tensor
     returns: torch.Tensor
     stats: dict
+    samples: list[dict]  # the rollouts as text, with their scores: a row each in RUN/rollouts.jsonl
     updates: list[dict] = field(default_factory=list)
 
 
@@ -330,7 +334,10 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
                  "score_seconds": t_scored - t_score}
         stats |= {f"score/{name}": float(np.mean(v)) for name, v in by_source.items()}
         stats |= {f"rollout_{k}": v for k, v in refusal_rates(prompts, texts).items()}
-        return Iteration(seqs, starts, old_logps, old_values, advantages, returns, stats)
+        samples = [{"type": p.ptype, "prompt": p.text, "reply": text, "ended": e, "score": s,
+                    **{name: v[i] for name, v in by_source.items()}}
+                   for i, (p, text, e, s) in enumerate(zip(prompts, texts, ended, scores))]
+        return Iteration(seqs, starts, old_logps, old_values, advantages, returns, stats, samples)
 
     def batch(step: int, m: int) -> Minibatch:
         iteration, update = divmod(step, per_iteration)
@@ -361,6 +368,11 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
             return {}
         it = state["iteration"][1]
         metrics = dict(it.stats)
+        if info.is_main:
+            step = it_number(state) * per_iteration
+            with open(out / ROLLOUTS_LOG, "a") as log:
+                log.writelines(json.dumps({"step": step, "iteration": it_number(state)} | row) + "\n"
+                               for row in it.samples)
         for key in ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "value_clipped"):
             metrics[key] = float(np.mean([u[key] for u in it.updates])) if it.updates else float("nan")
         if probe:
@@ -380,7 +392,7 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
                         cfg=dataclasses.replace(t, eval_every=per_iteration), out=out,
                         steps=steps, accum=1, tokens_per_step=round(opts.minibatch * mean_len), batch=batch,
                         loss=loss, evaluate=evaluate, info=info, device=device, autocast=autocast, resume=resume,
-                        progress=progress)
+                        progress=progress, step_logs=(ROLLOUTS_LOG,))
     summary = {"base": cfg.base, "iterations": opts.iterations, "updates": steps, "last_iteration": result.metrics,
                "final_train_loss": result.train_loss, "train_seconds": result.train_seconds,
                "wall_seconds": result.wall_seconds, "model": str(out / align_run.MODEL_DIR)}

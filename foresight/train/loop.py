@@ -58,8 +58,9 @@ class LoopResult:
     tokens_per_second: float  # this session's training throughput
 
 
-def trim_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop metric rows written after the checkpoint resumed from (they will be written again)."""
+def trim_step_log(path: Path, last_step: int) -> None:
+    """On resume, drop the rows of a step-keyed JSON-lines log written after the checkpoint resumed from (they will
+    be written again)."""
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
@@ -69,11 +70,13 @@ def trim_metrics(path: Path, last_step: int) -> None:
 def train_loop(model: torch.nn.Module, make_optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer], *,
                cfg: TrainConfig, out: Path, steps: int, accum: int, tokens_per_step: int, batch: Batch, loss: Loss,
                evaluate: Evaluate, info: DistInfo, device: torch.device, autocast, resume: bool,
-               progress: bool = True) -> LoopResult:
+               progress: bool = True, step_logs: tuple[str, ...] = ()) -> LoopResult:
     """Train `model` for `steps` optimizer steps of `accum` micro-batches each, checkpointing into out/checkpoints.
 
     With `resume`, continues from the newest checkpoint that loads (an unreadable one is reported and the one
-    before it used). `tokens_per_step` is the global number of tokens per optimizer step (for throughput)."""
+    before it used), dropping the rows of metrics.jsonl and of the caller's other `step_logs` (files in `out` of
+    JSON rows keyed by "step") written after it. `tokens_per_step` is the global number of tokens per optimizer step
+    (for throughput)."""
     ckpt_root = out / "checkpoints"
     wrapped, forward = parallelize(model, info, cfg)
     optimizer = make_optimizer(model)  # on the parameters FSDP sharded, if it did
@@ -93,10 +96,12 @@ def train_loop(model: torch.nn.Module, make_optimizer: Callable[[torch.nn.Module
         train_seconds_before = state["train_seconds"]
         recent.extend(state["recent_train_losses"])
         if info.is_main:
-            trim_metrics(out / "metrics.jsonl", start_step)
             print(f"resuming {out} from {loaded.directory.name} (step {start_step} of {steps})")
     elif resume and info.is_main:
         print(f"no checkpoint in {ckpt_root}; starting from step 0")
+    if resume and info.is_main:  # rows past the step resumed from (0 without a checkpoint) will be written again
+        for log in ("metrics.jsonl", *step_logs):
+            trim_step_log(out / log, start_step)
 
     writer = metrics_file = bar = None
     if info.is_main:
