@@ -367,20 +367,20 @@ def _train_ppo(cfg: PPOConfig, out: Path, resume: bool, progress: bool, info: Di
         if state["iteration"] is None:  # a finished run resumed: nothing new to report
             return {}
         it = state["iteration"][1]
+        number = it_number(state)
+        step = number * per_iteration  # the loop's step after this iteration's last update
         metrics = dict(it.stats)
         if info.is_main:
-            step = it_number(state) * per_iteration
             with open(out / ROLLOUTS_LOG, "a") as log:
-                log.writelines(json.dumps({"step": step, "iteration": it_number(state)} | row) + "\n"
-                               for row in it.samples)
+                log.writelines(json.dumps({"step": step, "iteration": number} | row) + "\n" for row in it.samples)
         for key in ("policy_loss", "value_loss", "clip_fraction", "approx_kl", "value_clipped"):
             metrics[key] = float(np.mean([u[key] for u in it.updates])) if it.updates else float("nan")
         if probe:
             metrics |= score_probe()
             if opts.keep_best:
-                keep_if_best(it_number(state), it_number(state) * per_iteration, metrics)
-        if opts.average_last and it_number(state) > opts.iterations - opts.average_last:
-            add_to_average(it_number(state), it_number(state) * per_iteration)
+                keep_if_best(number, step, metrics)
+        if opts.average_last and number > opts.iterations - opts.average_last:
+            add_to_average(number, step)
         if opts.kl_target > 0:
             controller = AdaptiveKLController(float(model.kl_coef), opts.kl_target, opts.kl_horizon)
             model.kl_coef.fill_(controller.update(it.stats["kl"], opts.rollouts))
