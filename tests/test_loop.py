@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -106,3 +107,21 @@ def test_resume_over_a_damaged_checkpoint_uses_the_previous_one(small_dataset, t
     refused = _train("--out", run, "--resume", "--no-progress", *args)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "optimizer.pt" in refused.stderr and "could be read" in refused.stderr
+
+
+def test_trim_step_log_drops_rows_past_the_checkpoint_and_a_cut_last_row(tmp_path):
+    from foresight.errors import ForesightError
+    from foresight.train.loop import trim_step_log
+
+    log = tmp_path / "rollouts.jsonl"
+    rows = [json.dumps({"step": s, "reply": f"r{s}"}) for s in (4, 4, 8, 12)]
+    log.write_text("\n".join(rows) + '\n{"step": 16, "rep')  # killed while appending the last row
+    trim_step_log(log, 8)
+    assert log.read_text() == "\n".join(rows[:3]) + "\n"
+    trim_step_log(tmp_path / "absent.jsonl", 8)  # nothing to trim
+    log.write_text(rows[0] + "\n{oops\n" + rows[1] + "\n")  # damaged inside: not silently dropped
+    with pytest.raises(ForesightError, match=r"rollouts.jsonl:2: not a step-keyed JSON row"):
+        trim_step_log(log, 8)
+    log.write_text(rows[0] + '\n{"iteration": 1}\n')  # readable but no step
+    with pytest.raises(ForesightError, match=r"rollouts.jsonl:2: not a step-keyed JSON row"):
+        trim_step_log(log, 8)

@@ -60,10 +60,21 @@ class LoopResult:
 
 def trim_step_log(path: Path, last_step: int) -> None:
     """On resume, drop the rows of a step-keyed JSON-lines log written after the checkpoint resumed from (they will
-    be written again)."""
+    be written again). A last row cut short (the run was killed while appending it) is dropped with them; any
+    other unreadable row is an error naming the file and line."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= last_step]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = []
+    for n, line in enumerate(lines, 1):
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            if n == len(lines) and isinstance(e, json.JSONDecodeError):
+                break
+            raise ForesightError(f"{path}:{n}: not a step-keyed JSON row ({e}); cannot resume past it") from None
+        if step <= last_step:
+            kept.append(line)
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
