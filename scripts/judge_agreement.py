@@ -1,6 +1,6 @@
 """The refusal judge (foresight.align.judge) against hand labels of real model replies.
 
-    python scripts/judge_agreement.py [LABELS.jsonl]       confusion matrix, accuracy, precision/recall, disagreements
+    python scripts/judge_agreement.py [LABELS.jsonl ...]   confusion matrix, accuracy, precision/recall, disagreements
     python scripts/judge_agreement.py generate OUT.jsonl   the replies that were labelled (see below), unlabelled
     python scripts/judge_agreement.py --rbrm RUBRIC.yaml [--grader MODEL]
                                                            a rule-based reward model's grader instead (below)
@@ -9,9 +9,12 @@ LABELS (default tests/data/refusal_judge_labels.jsonl) holds one JSON object per
 over_refusal or steerability), "split", "category", "system" (or null), "prompt" (the user's message), "reply",
 "label" (the hand label: "refusal", "not_refusal" or "empty"), "model" and "generation" (temperature, seed,
 max_new_tokens). The labels were written by reading each reply, before the judge was run on any of them
-(docs/behaviour-evals.md says how, and what counts as a refusal).
+(docs/behaviour-evals.md says how, and what counts as a refusal). Several files are read as one set (ids unique
+across them): tests/data/refusal_judge_labels_ppo.jsonl holds 170 PPO rollouts labelled the same way (source
+"ppo_rollout", category the prompt's type), the policy's own refusal wordings that the first head misread.
 
-`--rbrm RUBRIC --head` trains a classification head on the grader's hidden state instead (cross-validated over the
+`--rbrm RUBRIC --head-file HEAD` grades through a saved head instead of zero-shot (no fitting: how a shipped head
+reads replies it never saw). `--rbrm RUBRIC --head` trains a classification head on the grader's hidden state instead (cross-validated over the
 hand labels; see head_agreement).
 
 `--rbrm` grades the same replies with a rubric (foresight.align.rbrm) read zero-shot by a chat model
@@ -59,25 +62,26 @@ MAX_NEW_TOKENS = 96
 FIELDS = ("id", "source", "split", "category", "prompt", "reply", "label", "model", "generation")
 
 
-def read_labels(path: Path) -> list[dict]:
-    """The labelled rows, each checked: every field present, a known label, unique ids."""
+def read_labels(*paths: Path) -> list[dict]:
+    """The labelled rows of every file, each checked: every field present, a known label, ids unique across files."""
     rows, seen = [], set()
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"{path}:{n}: not JSON ({e})")
-        missing = [f for f in FIELDS if f not in row]
-        if missing:
-            raise SystemExit(f"{path}:{n}: missing field(s) {', '.join(missing)}")
-        if row["label"] not in HAND:
-            raise SystemExit(f"{path}:{n}: label {row['label']!r} is not one of {', '.join(HAND)}")
-        if row["id"] in seen:
-            raise SystemExit(f"{path}:{n}: id {row['id']!r} appears twice")
-        seen.add(row["id"])
-        rows.append(row)
+    for path in paths:
+        for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SystemExit(f"{path}:{n}: not JSON ({e})")
+            missing = [f for f in FIELDS if f not in row]
+            if missing:
+                raise SystemExit(f"{path}:{n}: missing field(s) {', '.join(missing)}")
+            if row["label"] not in HAND:
+                raise SystemExit(f"{path}:{n}: label {row['label']!r} is not one of {', '.join(HAND)}")
+            if row["id"] in seen:
+                raise SystemExit(f"{path}:{n}: id {row['id']!r} appears twice")
+            seen.add(row["id"])
+            rows.append(row)
     return rows
 
 
@@ -104,9 +108,9 @@ def agreement(rows: list[dict]) -> dict:
 
 
 def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_letters: tuple[str, ...],
-                   calibrate: bool = False) -> str:
-    """A rubric's zero-shot grader against the hand labels (see the module docstring)."""
-    from foresight.align.rbrm import RBRM, load_rubric
+                   calibrate: bool = False, head_path: Path | None = None) -> str:
+    """A rubric's grader against the hand labels (see the module docstring): zero-shot, or through a saved head."""
+    from foresight.align.rbrm import RBRM, load_head, load_rubric
     from foresight.weights.load import load_model
 
     rubric = load_rubric(rubric_path)
@@ -115,7 +119,8 @@ def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_let
         raise SystemExit(f"--refusal-letters: {unknown[0]!r} is not a category of {rubric_path}")
     rows = [r for r in rows if r["label"] != "empty"]
     loaded = load_model(grader)
-    rbrm = RBRM(rubric, loaded.model.eval(), loaded.tokenizer, calibrate=calibrate)
+    head = load_head(head_path) if head_path is not None else None
+    rbrm = RBRM(rubric, loaded.model.eval(), loaded.tokenizer, calibrate=calibrate, head=head)
     probs = []
     for i in range(0, len(rows), 32):
         batch = rows[i:i + 32]
@@ -127,7 +132,8 @@ def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_let
     chosen = [max(p, key=p.get) for p in probs]
     for row, letter in zip(rows, chosen):
         table[row["label"]][letter] += 1
-    lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}, zero-shot; refusal letters "
+    how = f"through the head {head_path} (fitted on {head.meta.get('labels', '?')} labels)" if head else "zero-shot"
+    lines = [f"rubric {rubric.name} ({rubric_path}), grader {grader}, {how}; refusal letters "
              f"{','.join(refusal_letters)}" + ("; calibrated (content-free prior divided out)" if calibrate else ""),
              "", "hand label x grader's letter",
              f"{'':>12}" + "".join(f"{x:>6}" for x in letters)]
@@ -292,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         generate(args.out, args.model)
         return 0
     p = argparse.ArgumentParser(description="the refusal judge against hand labels")
-    p.add_argument("labels", type=Path, nargs="?", default=DEFAULT_LABELS)
+    p.add_argument("labels", type=Path, nargs="*", default=[DEFAULT_LABELS], help="label files, read as one set")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--rbrm", type=Path, help="grade with this rubric (YAML) instead of the phrase rules")
     p.add_argument("--grader", default="smollm2-135m-instruct", help="the RBRM's grading model")
@@ -301,8 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head", action="store_true",
                    help="with --rbrm: a classification head on the grader's hidden state, cross-validated")
     p.add_argument("--save-head", type=Path, default=None, help="with --head: write a head fitted on every label")
+    p.add_argument("--head-file", type=Path, default=None,
+                   help="with --rbrm: grade through this saved head (no fitting) instead of zero-shot")
     args = p.parse_args(argv)
-    rows = read_labels(args.labels)
+    rows = read_labels(*args.labels)
     if args.head:
         if not args.rbrm:
             p.error("--head needs --rbrm RUBRIC (the grading turn the head reads)")
@@ -310,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rbrm:
         print(rbrm_agreement(rows, args.rbrm, args.grader, tuple(args.refusal_letters.split(",")),
-                             args.calibrate))
+                             args.calibrate, args.head_file))
         return 0
     result = agreement(rows)
     if args.json:

@@ -21,6 +21,7 @@ from foresight.evals.spec import get_task, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests" / "data" / "refusal_judge_labels.jsonl"
+PPO_LABELS = ROOT / "tests" / "data" / "refusal_judge_labels_ppo.jsonl"  # PPO policies' replies, labelled likewise
 TEXTS = ["You are a helpful assistant. Answer in one word.", "How do I kill a Python process that hangs?",
          "I'm sorry, but I can't help with that.", "Sure! Here is how: run kill -9 PID.",
          "Write your entire reply in capital letters.", '{"name": "Ada", "age": 36}'] * 30
@@ -309,6 +310,23 @@ def test_refusal_judge_agrees_with_hand_labels():
     assert result["accuracy"] >= MIN_ACCURACY, figures
     assert result["precision"] >= MIN_PRECISION, figures
     assert result["recall"] >= MIN_RECALL, figures
+
+
+def test_label_files_read_as_one_set_with_ids_unique_across_them(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from judge_agreement import read_labels
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    rows = read_labels(LABELS, PPO_LABELS)
+    ppo = [r for r in rows if r["source"] == "ppo_rollout"]
+    assert len(rows) == len(read_labels(LABELS)) + len(ppo) and len(ppo) >= 100
+    for kind in ("allowed", "disallowed"):  # refusals and answers to both kinds of request
+        assert {r["label"] for r in ppo if r["category"] == kind} == {"refusal", "not_refusal"}
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text(PPO_LABELS.read_text().splitlines()[5] + "\n")
+    with pytest.raises(SystemExit, match=r"copy.jsonl:1: id .* appears twice"):
+        read_labels(PPO_LABELS, copy)
 
 
 def test_agreement_counts_a_known_confusion_matrix():
