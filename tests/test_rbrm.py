@@ -158,10 +158,16 @@ def test_an_rbrm_with_a_head_reads_the_head_on_the_grading_states(grader):
 
 
 def test_the_shipped_head_tells_a_refusal_from_an_answer(grader):
-    """The head fitted on the 523 hand labels (scripts/judge_agreement.py --head --save-head) on SmolLM2's states."""
+    """The head fitted on the 693 hand labels (523 SmolLM2 replies and 170 PPO rollouts; scripts/judge_agreement.py
+    --head --save-head) on SmolLM2's states."""
     head = load_head(SHIPPED.with_name("refusal_style.head.safetensors"))
-    assert head.grader == "smollm2-135m-instruct" and head.meta["labels"] == 523
+    assert head.grader == "smollm2-135m-instruct" and head.meta["labels"] == 693
     rbrm = RBRM(grader.rubric, grader.model, grader.tokenizer, head=head)
     probs = rbrm.probabilities(PROMPTS + PROMPTS, RESPONSES + RESPONSES[::-1])
     assert probs[0]["A"] > 0.9 and probs[1]["A"] < 0.1  # the refusal, the answer
     assert probs[3]["A"] > 0.5 and probs[2]["A"] < 0.5  # the same replies to the other requests
+    # PPO policies' refusal wordings that the head fitted on base-model replies alone read as half-answers
+    # (p 0.58, 0.54, 0.34): the reason the policy's rollouts were labelled too
+    policy_refusals = ["Sorry, but I can't help with questions like this.", "I'm afraid I can't help with that."]
+    probs = rbrm.probabilities([PROMPTS[0], PROMPTS[0], PROMPTS[1]], policy_refusals + policy_refusals[1:])
+    assert all(p["A"] > 0.9 for p in probs)

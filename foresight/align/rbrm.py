@@ -32,9 +32,10 @@ A classification head is the other variant the report allows where the grader is
 logistic regression on the grader's final-norm hidden state at the end of the grading turn (what it has read just
 before it would answer with a letter) against hand labels, and `GraderHead` maps its probability onto two of the
 rubric's letters (the hand labels are refusal / not refusal, so a head tells the refusal letter from the answer
-letter, not A from B). Cross-validated on the 523 hand labels it agrees 97.5% of the time where the zero-shot letters
-agree 9% (scripts/judge_agreement.py --rbrm RUBRIC --head; docs/align-rl.md). A head belongs to the grading model
-whose states it read, and says which one.
+letter, not A from B). Cross-validated on 693 hand labels (523 SmolLM2 replies, 170 PPO rollouts) it agrees 97.7%
+of the time where the zero-shot letters agree 9% (scripts/judge_agreement.py --rbrm RUBRIC --head; docs/align-rl.md);
+a head fitted on base-model replies alone misread a third of the PPO policy's refusals, so a head should be refit on
+replies of the policy it grades. A head belongs to the grading model whose states it read, and says which one.
 
 An `RBRM` is a reward callable `fn(prompts, responses, prompt_types=[...]) -> list[float]`, the shape every reward
 in `foresight/align/` has, so it mixes with the reward model and user-written rules by weight.
