@@ -117,9 +117,9 @@ def rbrm_agreement(rows: list[dict], rubric_path: Path, grader: str, refusal_let
     unknown = [x for x in refusal_letters if x not in rubric.categories]
     if unknown:
         raise SystemExit(f"--refusal-letters: {unknown[0]!r} is not a category of {rubric_path}")
+    head = load_head(head_path) if head_path is not None else None  # a bad file named before the model loads
     rows = [r for r in rows if r["label"] != "empty"]
     loaded = load_model(grader)
-    head = load_head(head_path) if head_path is not None else None
     rbrm = RBRM(rubric, loaded.model.eval(), loaded.tokenizer, calibrate=calibrate, head=head)
     probs = []
     for i in range(0, len(rows), 32):
@@ -330,4 +330,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    raise SystemExit(main())
+    from foresight.errors import ForesightError
+
+    try:
+        raise SystemExit(main())
+    except ForesightError as e:  # a bad rubric or head file: named, not a traceback
+        raise SystemExit(f"error: {e}")
