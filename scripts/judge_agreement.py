@@ -14,8 +14,8 @@ across them): tests/data/refusal_judge_labels_ppo.jsonl holds 170 PPO rollouts l
 "ppo_rollout", category the prompt's type), the policy's own refusal wordings that the first head misread.
 
 `--rbrm RUBRIC --head-file HEAD` grades through a saved head instead of zero-shot (no fitting: how a shipped head
-reads replies it never saw). `--rbrm RUBRIC --head` trains a classification head on the grader's hidden state instead (cross-validated over the
-hand labels; see head_agreement).
+reads replies it never saw). `--rbrm RUBRIC --head` trains a classification head on the grader's hidden state
+instead (cross-validated over the hand labels; see head_agreement).
 
 `--rbrm` grades the same replies with a rubric (foresight.align.rbrm) read zero-shot by a chat model
 (SmolLM2-135M-Instruct unless --grader), and compares at the granularity the hand labels have: the rubric's refusal
@@ -66,6 +66,8 @@ def read_labels(*paths: Path) -> list[dict]:
     """The labelled rows of every file, each checked: every field present, a known label, ids unique across files."""
     rows, seen = [], set()
     for path in paths:
+        if not Path(path).is_file():
+            raise SystemExit(f"{path}: no such label file")
         for n, line in enumerate(Path(path).read_text().splitlines(), 1):
             if not line.strip():
                 continue
@@ -310,10 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-file", type=Path, default=None,
                    help="with --rbrm: grade through this saved head (no fitting) instead of zero-shot")
     args = p.parse_args(argv)
+    if (args.head or args.head_file) and not args.rbrm:
+        p.error("--head and --head-file need --rbrm RUBRIC (the grading turn a head reads)")
     rows = read_labels(*args.labels)
     if args.head:
-        if not args.rbrm:
-            p.error("--head needs --rbrm RUBRIC (the grading turn the head reads)")
         print(head_agreement(rows, args.rbrm, args.grader, save=args.save_head))
         return 0
     if args.rbrm:
