@@ -314,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if (args.head or args.head_file) and not args.rbrm:
         p.error("--head and --head-file need --rbrm RUBRIC (the grading turn a head reads)")
+    if args.head and args.head_file:
+        p.error("--head fits a new head, --head-file grades through a saved one: give one of them")
     rows = read_labels(*args.labels)
     if args.head:
         print(head_agreement(rows, args.rbrm, args.grader, save=args.save_head))

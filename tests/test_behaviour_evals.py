@@ -348,6 +348,19 @@ def test_agreement_counts_a_known_confusion_matrix():
     assert [d["id"] for d in r["disagreements"]] == ["b", "d"]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["missing.jsonl"], "missing.jsonl: no such label file"),
+    ([str(PPO_LABELS), "--head-file", "h.safetensors"], "--head-file need --rbrm RUBRIC"),
+    ([str(PPO_LABELS), "--rbrm", "r.yaml", "--head", "--head-file", "h.safetensors"], "give one of them"),
+    ([str(PPO_LABELS), "--rbrm", "foresight/align/rubrics/refusal_style.yaml", "--head-file", "none.safetensors"],
+     "grader head not found: none.safetensors"),
+])
+def test_judge_agreement_script_names_bad_input(args, message):
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "judge_agreement.py"), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
 def test_judge_agreement_script_prints_the_confusion_matrix():
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "judge_agreement.py"), str(LABELS)],
                          capture_output=True, text=True, timeout=120)
