@@ -26,15 +26,25 @@ TYPES = {"refusal": "disallowed", "over_refusal": "allowed"}
 
 def replies(path: Path) -> list[tuple[str, str, str]]:
     """(prompt type, user's request, greedy reply) of every held-out refusal and over-refusal item of a file."""
-    results = json.loads(path.read_text())
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such results file (write one with foresight eval --out FILE)")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SystemExit(f"{path}: not a foresight eval --out JSON file ({e})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("tasks", {}), dict):
+        raise SystemExit(f"{path}: not a foresight eval --out file (no \"tasks\" table)")
     out = []
     for task, ptype in TYPES.items():
         table = results.get("tasks", {}).get(task)
         if table is None or not table.get("items"):
             raise SystemExit(f"{path}: no per-item replies of the {task} task (run foresight eval --tasks "
                              f"refusal,over_refusal --out FILE)")
-        for item in table["items"]:
-            out.append((ptype, item["messages"][-1]["content"], item["completions"][0]))
+        for n, item in enumerate(table["items"]):
+            try:
+                out.append((ptype, item["messages"][-1]["content"], item["completions"][0]))
+            except (KeyError, IndexError, TypeError):
+                raise SystemExit(f"{path}: {task} item {n} has no request (messages) or reply (completions)") from None
     return out
 
 
@@ -50,6 +60,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     from foresight.align.rewards import refusal_rules
 
+    every_reply = {path: replies(path) for path in args.results}  # every file checked before the grader loads
     rbrm = None
     if args.rubric:
         from foresight.align.rbrm import RBRM, load_head, load_rubric
@@ -62,8 +73,7 @@ def main() -> int:
         rbrm = RBRM(load_rubric(args.rubric), loaded.model.eval(), loaded.tokenizer,
                     calibrate=not args.no_calibrate, head=head)
     figures = {}
-    for path in args.results:
-        rows = replies(path)
+    for path, rows in every_reply.items():
         types, prompts, texts = ([r[i] for r in rows] for i in range(3))
         sources = {"refusal_rules": refusal_rules(prompts, texts, prompt_types=types)}
         letters = Counter()
@@ -94,4 +104,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, str(ROOT))
+    from foresight.errors import ForesightError
+
+    try:
+        raise SystemExit(main())
+    except ForesightError as e:  # a bad rubric or head file: named, not a traceback
+        raise SystemExit(f"error: {e}")
