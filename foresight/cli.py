@@ -16,6 +16,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Callable
 
 from foresight.errors import (REPORT_TO, ForesightError, InternalError, UnavailableCommand, UsageError,
                               from_decode_error, from_os_error, one_line)
@@ -115,12 +116,29 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as e:  # noqa: BLE001 -- the CLI's single error path
-        error = _as_foresight_error(e, _command_name(args, argv))
-        if error is None:
-            raise  # FORESIGHT_DEBUG: the traceback
-        print(f"error: {one_line(str(error))}", file=sys.stderr)
-        return error.exit_code
+        return _report(e, _command_name(args, argv))
     return int(code or 0)
+
+
+def run_script(main: Callable[[], int | None], name: str) -> int:
+    """A script's `main` (scripts/*.py) through the CLI's error path: a problem the user can fix is one line naming
+    it, not a traceback."""
+    try:
+        return int(main() or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 -- the same single error path as the CLI's
+        return _report(e, name)
+
+
+def _report(e: Exception, command: str) -> int:
+    """Print what the user is told about `e` on one line and return the exit code (re-raise for FORESIGHT_DEBUG)."""
+    error = _as_foresight_error(e, command)
+    if error is None:
+        raise e  # FORESIGHT_DEBUG: the traceback
+    print(f"error: {one_line(str(error))}", file=sys.stderr)
+    return error.exit_code
 
 
 def _as_foresight_error(e: Exception, command: str) -> ForesightError | None:

@@ -42,7 +42,6 @@ def main() -> int:
     args = p.parse_args()
     if not 0 <= args.validation_share < 1:
         raise SystemExit(f"--validation-share must be in [0, 1), not {args.validation_share}")
-    sys.path.insert(0, str(ROOT))
     import numpy as np
     import torch
 
@@ -125,4 +124,7 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.path.insert(0, str(ROOT))
+    from foresight.cli import run_script
+
+    raise SystemExit(run_script(main, "scripts/hard_prompts.py"))

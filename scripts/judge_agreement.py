@@ -334,9 +334,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    from foresight.errors import ForesightError
+    from foresight.cli import run_script
 
-    try:
-        raise SystemExit(main())
-    except ForesightError as e:  # a bad rubric or head file: named, not a traceback
-        raise SystemExit(f"error: {e}")
+    raise SystemExit(run_script(main, "scripts/judge_agreement.py"))

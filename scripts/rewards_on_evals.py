@@ -57,7 +57,6 @@ def main() -> int:
     p.add_argument("--head", type=Path, default=None, help="grade through this classification head (ppo.grader_head)")
     p.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = p.parse_args()
-    sys.path.insert(0, str(ROOT))
     from foresight.align.rewards import refusal_rules
 
     every_reply = {path: replies(path) for path in args.results}  # every file checked before the grader loads
@@ -105,9 +104,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    from foresight.errors import ForesightError
+    from foresight.cli import run_script
 
-    try:
-        raise SystemExit(main())
-    except ForesightError as e:  # a bad rubric or head file: named, not a traceback
-        raise SystemExit(f"error: {e}")
+    raise SystemExit(run_script(main, "scripts/rewards_on_evals.py"))

@@ -2,7 +2,10 @@
 construction (steerability replies obey their rule and rejected ones break it; refusals read as refusals to the
 judge and helpful answers do not)."""
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +254,15 @@ def test_rl_only_slots_are_new_asks_not_train_or_heldout_ones(data):
     first_extra = min(n for n, i in enumerate(rl) if _rl_only(i))
     assert all(_rl_only(i) for i in rl[first_extra:]) and len(rl) - first_extra == sum(
         len(slots) * len(bank.RL_OVER_REFUSAL_TEMPLATES[c]) for c, slots in bank.RL_OVER_REFUSAL_SLOTS.items())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.toml", "--out", "x.jsonl"], "error: config file not found: missing.toml"),
+    (["configs/align-ppo-smollm2.toml", "--out", "x.jsonl", "--validation-share", "1.5"],
+     "--validation-share must be in [0, 1)"),
+])
+def test_hard_prompts_script_names_bad_input(args, message):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "hard_prompts.py"
+    run = subprocess.run([sys.executable, str(script), *args], cwd=script.parents[1], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -447,6 +447,26 @@ def test_an_unexpected_exception_is_one_line_naming_the_command(exc, expect, cod
         main(["eval", "--list"])
 
 
+def test_scripts_take_the_cli_error_path(tmp_path, monkeypatch, capsys):
+    """scripts/*.py run their main through `run_script`: the same one line as a command, the same exit codes."""
+    from foresight.cli import run_script
+    from foresight.errors import ForesightError
+
+    def bad_input():
+        raise ForesightError("rubric file not found: r.yaml")
+
+    assert run_script(bad_input, "scripts/x.py") == 2
+    assert capsys.readouterr().err == "error: rubric file not found: r.yaml\n"
+    assert run_script(lambda: open(tmp_path / "missing"), "scripts/x.py") == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing'}: No such file or directory")
+    assert run_script(lambda: 1 / 0, "scripts/x.py") == 1
+    assert capsys.readouterr().err.startswith("error: `scripts/x.py` failed unexpectedly (ZeroDivisionError")
+    assert run_script(lambda: None, "scripts/x.py") == 0 and run_script(lambda: 3, "scripts/x.py") == 3
+    monkeypatch.setenv("FORESIGHT_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        run_script(lambda: 1 / 0, "scripts/x.py")
+
+
 def test_os_errors_become_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
     """Missing, a directory, unreadable, binary: whatever a command opens itself is named."""
     import json as json_module
