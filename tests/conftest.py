@@ -1,5 +1,7 @@
 """Shared fixtures."""
 
+from pathlib import Path
+
 import pytest
 
 
@@ -32,3 +34,16 @@ def tiny():
                       max_seq_len=96, parametrization="sp", init_std=0.3)
     torch.manual_seed(0)
     return Transformer(cfg).eval(), tokenizer
+
+
+@pytest.fixture
+def script():
+    """scripts/NAME.py as a module (the scripts are not part of the package): `script("hard_prompts")`."""
+    import importlib.util
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

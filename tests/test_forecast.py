@@ -122,14 +122,10 @@ def test_forecast_end_to_end_and_resume(small_dataset, tmp_path):
     assert changed.returncode == 2 and "different config" in changed.stderr
 
 
-def test_isoflop_grid_plans_each_shape_at_the_ladder_levels():
+def test_isoflop_grid_plans_each_shape_at_the_ladder_levels(script):
     """scripts/isoflop_grid.py: the ladder's own run is one of the grid's shapes at every level, every run spends
     its level's compute (to whole steps), and shapes too far from compute-optimal are left out."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("isoflop_grid", REPO / "scripts/isoflop_grid.py")
-    grid = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grid)
+    grid = script("isoflop_grid")
     fc = load_forecast_config(REPO / "configs/forecast-cpu.toml")
     fc.target.model.vocab_size = 1024
     ladder = plan_ladder(fc)
