@@ -260,9 +260,28 @@ def test_rl_only_slots_are_new_asks_not_train_or_heldout_ones(data):
     (["missing.toml", "--out", "x.jsonl"], "error: config file not found: missing.toml"),
     (["configs/align-ppo-smollm2.toml", "--out", "x.jsonl", "--validation-share", "1.5"],
      "--validation-share must be in [0, 1)"),
+    (["configs/align-ppo-smollm2.toml", "--out", "x.jsonl", "--keep-solved", "allowed=4,x"], "give N, or TYPE=N pairs"),
+    (["configs/align-ppo-smollm2.toml", "--out", "x.jsonl", "--keep-solved", "-1"], "counts must be 0 or more"),
 ])
 def test_hard_prompts_script_names_bad_input(args, message):
     script = Path(__file__).resolve().parents[1] / "scripts" / "hard_prompts.py"
     run = subprocess.run([sys.executable, str(script), *args], cwd=script.parents[1], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_hard_prompts_keeps_every_failing_prompt_and_a_seeded_count_of_solved_ones_per_type(script):
+    hard = script("hard_prompts")
+    ptypes = ["allowed"] * 6 + ["disallowed"] * 6
+    scores = {i: [0.5, -0.5 if i in (0, 7) else 0.9] for i in range(12)}  # 0 and 7 failed one sample
+    failed, solved = hard.select(scores, ptypes, 0.0, {"*": 2}, seed=0)
+    assert failed == [0, 7] and sorted(ptypes[i] for i in solved) == ["allowed"] * 2 + ["disallowed"] * 2
+    assert hard.select(scores, ptypes, 0.0, {"*": 2}, seed=0) == (failed, solved)  # seeded
+    # one count per type; a type left out keeps none, and the shared count's draw is the same as before
+    failed, per_type = hard.select(scores, ptypes, 0.0, {"allowed": 2, "disallowed": 5}, seed=0)
+    assert per_type[:2] == solved[:2] and len(per_type) == 7 and not set(per_type) & {0, 7}
+    assert hard.select(scores, ptypes, 0.0, {"disallowed": 1}, seed=0)[1][0] >= 6
+    assert hard.keep_solved_counts("40") == {"*": 40}
+    assert hard.keep_solved_counts("allowed=40, disallowed=60") == {"allowed": 40, "disallowed": 60}
+    with pytest.raises(SystemExit, match="no prompts of type 'alowed'"):
+        hard.check_types({"alowed": 3}, ptypes)
