@@ -7,10 +7,10 @@
 Samples K replies to every training prompt of a PPO config (`prompts.source`, or --source, e.g.
 "behaviour_rl") from the config's `base` model, through the same engine, temperature, token budget and reward mix
 PPO would use, and writes the prompts where at least one sample scored below `--threshold` of the mix (a refusal
-of an allowed request, an answer to a disallowed one), plus `--keep-solved` prompts of each type (or a count per type) that
-every sample got right (so the policy still sees what it already does well), as a `prompts.source` JSONL file with each
-prompt's sampled scores. With --validation-share F, a seeded share F of each group (type x failing/solved)
-goes to PROMPTS.val.jsonl instead: prompts PPO never trains on, for `prompts.probe_source` and `ppo.keep_best`
+of an allowed request, an answer to a disallowed one), plus `--keep-solved` prompts of each type (or a count per
+type) that every sample got right (so the policy still sees what it already does well), as a `prompts.source` JSONL
+file with each prompt's sampled scores. With --validation-share F, a seeded share F of each group (type x
+failing/solved) goes to PROMPTS.val.jsonl instead: prompts PPO never trains on, for `prompts.probe_source` and `ppo.keep_best`
 (picking the iteration on the evals' held-out prompts would be choosing on the test set). Why: on prompts the
 starting model already answers as the rubric wants, the reward is near its ceiling and PPO's updates carry no
 signal (docs/align-rl.md); filtering prompts by the policy's own success rate is what dynamic sampling in
