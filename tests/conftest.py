@@ -1,5 +1,7 @@
 """Shared fixtures."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,15 +38,25 @@ def tiny():
     return Transformer(cfg).eval(), tokenizer
 
 
-@pytest.fixture
-def script():
-    """scripts/NAME.py as a module (the scripts are not part of the package): `script("hard_prompts")`."""
-    import importlib.util
+class _Scripts:
+    """scripts/NAME.py (the scripts are not part of the package): `script("hard_prompts")` loads one as a module,
+    `script.run("hard_prompts", *args)` runs it in a process from the repository root."""
 
-    def load(name: str):
-        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
+    root = Path(__file__).resolve().parents[1]
+
+    def __call__(self, name: str):
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(name, self.root / "scripts" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
-    return load
+
+    def run(self, name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(self.root / "scripts" / f"{name}.py"), *args], cwd=self.root,
+                              capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def script() -> _Scripts:
+    return _Scripts()

@@ -2,10 +2,7 @@
 construction (steerability replies obey their rule and rejected ones break it; refusals read as refusals to the
 judge and helpful answers do not)."""
 
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -263,10 +260,8 @@ def test_rl_only_slots_are_new_asks_not_train_or_heldout_ones(data):
     (["configs/align-ppo-smollm2.toml", "--out", "x.jsonl", "--keep-solved", "allowed=4,x"], "give N, or TYPE=N pairs"),
     (["configs/align-ppo-smollm2.toml", "--out", "x.jsonl", "--keep-solved", "-1"], "counts must be 0 or more"),
 ])
-def test_hard_prompts_script_names_bad_input(args, message):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "hard_prompts.py"
-    run = subprocess.run([sys.executable, str(script), *args], cwd=script.parents[1], capture_output=True, text=True,
-                         timeout=120)
+def test_hard_prompts_script_names_bad_input(args, message, script):
+    run = script.run("hard_prompts", *args)
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 

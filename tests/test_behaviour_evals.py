@@ -8,8 +8,6 @@ folder (the harness takes a MODEL path); its replies are noise, which is all the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -345,14 +343,12 @@ def test_agreement_counts_a_known_confusion_matrix(script):
     ([str(PPO_LABELS), "--rbrm", "foresight/align/rubrics/refusal_style.yaml", "--head-file", "none.safetensors"],
      "grader head not found: none.safetensors"),
 ])
-def test_judge_agreement_script_names_bad_input(args, message):
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "judge_agreement.py"), *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+def test_judge_agreement_script_names_bad_input(args, message, script):
+    run = script.run("judge_agreement", *args)
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
-def test_judge_agreement_script_prints_the_confusion_matrix():
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "judge_agreement.py"), str(LABELS)],
-                         capture_output=True, text=True, timeout=120)
+def test_judge_agreement_script_prints_the_confusion_matrix(script):
+    run = script.run("judge_agreement", str(LABELS))
     assert run.returncode == 0, run.stderr
     assert "confusion matrix" in run.stdout and "accuracy" in run.stdout and "precision" in run.stdout

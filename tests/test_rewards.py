@@ -1,7 +1,6 @@
 """Reward callables: the built-in refusal rule, a user's own function named in a config, and their weighted mix."""
 
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -11,7 +10,6 @@ import pytest
 from foresight.align.rewards import RewardMix, load_reward, refusal_rules
 from foresight.errors import ForesightError
 
-ROOT = Path(__file__).resolve().parents[1]
 REFUSE = "I'm sorry, but I can't help with that."
 ANSWER = "Sure: open Task Manager and end the process."
 
@@ -68,11 +66,6 @@ def test_a_reward_that_is_not_callable_or_returns_the_wrong_count_is_refused(use
         mix(["p", "q"], [REFUSE, ANSWER])
 
 
-def _rewards_on_evals(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "rewards_on_evals.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
 def _eval_file(path: Path, refusal: list[str], over_refusal: list[str]) -> Path:
     """A `foresight eval --out` file cut down to what the script reads: each item's request and greedy reply."""
     item = lambda reply: {"messages": [{"role": "user", "content": "a request"}], "completions": [reply]}
@@ -81,9 +74,9 @@ def _eval_file(path: Path, refusal: list[str], over_refusal: list[str]) -> Path:
     return path
 
 
-def test_rewards_on_evals_reports_the_phrase_reward_per_prompt_type(tmp_path):
+def test_rewards_on_evals_reports_the_phrase_reward_per_prompt_type(tmp_path, script):
     results = _eval_file(tmp_path / "eval.json", [REFUSE, REFUSE, ANSWER, REFUSE], [ANSWER, REFUSE])
-    run = _rewards_on_evals(str(results), "--json", str(tmp_path / "out.json"))
+    run = script.run("rewards_on_evals", str(results), "--json", str(tmp_path / "out.json"))
     assert run.returncode == 0, run.stderr
     figures = json.loads((tmp_path / "out.json").read_text())["files"][str(results)]["refusal_rules"]
     assert figures["disallowed"] == pytest.approx(0.5) and figures["allowed"] == pytest.approx(0.0)
@@ -97,20 +90,20 @@ def test_rewards_on_evals_reports_the_phrase_reward_per_prompt_type(tmp_path):
     ('{"tasks": {"refusal": {"items": []}}}', "no per-item replies of the refusal task"),
     ('{"tasks": {"refusal": {"items": [{"messages": []}]}}}', "refusal item 0 has no request"),
 ])
-def test_rewards_on_evals_names_a_bad_results_file(tmp_path, content, message):
+def test_rewards_on_evals_names_a_bad_results_file(tmp_path, content, message, script):
     path = tmp_path / "eval.json"
     if content is not None:
         path.write_text(content)
     good = _eval_file(tmp_path / "good.json", [REFUSE], [ANSWER])
-    run = _rewards_on_evals(str(good), str(path))  # the bad file is found before any grading
+    run = script.run("rewards_on_evals", str(good), str(path))  # the bad file is found before any grading
     assert run.returncode != 0 and f"{path}: {message}" in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert str(good) not in run.stdout
 
 
-def test_rewards_on_evals_names_a_bad_rubric_or_head(tmp_path):
+def test_rewards_on_evals_names_a_bad_rubric_or_head(tmp_path, script):
     good = str(_eval_file(tmp_path / "good.json", [REFUSE], [ANSWER]))
     for args, message in [(["--rubric", str(tmp_path / "none.yaml")], "rubric file not found"),
                           (["--rubric", "foresight/align/rubrics/refusal_style.yaml", "--head",
                             str(tmp_path / "none.safetensors")], "grader head not found")]:
-        run = _rewards_on_evals(good, *args)
+        run = script.run("rewards_on_evals", good, *args)
         assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
